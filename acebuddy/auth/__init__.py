@@ -1,0 +1,41 @@
+"""Sign-in for agents and managers (Flask-Login), and the role check for manager pages."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, abort
+from flask_login import current_user
+
+from ..extensions import db, login_manager
+from ..models import User
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please sign in to continue."
+login_manager.session_protection = "strong"
+
+
+@login_manager.user_loader
+def load_user(user_id: str):
+    try:
+        return db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+
+
+def manager_required(view):
+    """Managers only; agents get 403 (signed-out users are sent to sign in first)."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if not current_user.is_manager:
+            abort(403, "This page is for managers.")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+from . import views  # noqa: E402,F401  (routes attach to bp)

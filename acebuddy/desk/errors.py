@@ -1,0 +1,37 @@
+"""Typed errors shared by the Zoho clients (Desk, SalesIQ REST, OAuth): retryable or permanent."""
+from __future__ import annotations
+
+
+class ZohoError(Exception):
+    """A Zoho call failed. `code` is Zoho's errorCode (or ours), `status` the HTTP status if any."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class RetryableError(ZohoError):
+    """Worth trying again later: network trouble, 5xx, 429, token throttling.
+
+    `retry_after` (seconds) is set when Zoho said how long to wait; `outcome_unknown` is True when
+    the request may have reached Zoho (timeout, connection lost mid-request), so a create must be
+    looked up before it is retried.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, outcome_unknown: bool = False, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+
+
+class PermanentError(ZohoError):
+    """Retrying cannot help: invalid data, unknown id, missing scope, bad credentials."""
+
+
+class AuthError(PermanentError):
+    """The OAuth credentials themselves are refused (revoked refresh token, wrong DC or client)."""

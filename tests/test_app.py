@@ -1,0 +1,60 @@
+"""The app factory, configuration and probes."""
+import pytest
+
+from acebuddy import create_app
+from acebuddy.config import Config, ConfigError
+
+
+def test_healthz_answers_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_checks_database_and_redis(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_readyz_reports_unreachable_redis_as_503(app, client):
+    import redis
+
+    app.extensions["acebuddy_redis"] = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["redis"].startswith("error")
+
+
+def test_production_without_secret_key_fails_fast(tmp_path):
+    env = {"ZOHO_CLIENT_ID": "x", "ZOHO_CLIENT_SECRET": "y", "ZOHO_REFRESH_TOKEN": "z",
+           "ZOHO_ORG_ID": "1", "ZOHO_DEPARTMENT_ID": "2", "SALESIQ_API_URL": "https://salesiq.zoho.com/api/v2/acme",
+           "SALESIQ_DEPARTMENT_ID": "3", "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        create_app(environ=env)
+
+
+def test_data_centre_picks_zoho_hosts():
+    config = Config({"ZOHO_DC": "eu", "ZOHO_REFRESH_TOKEN": "r", "ZOHO_CLIENT_ID": "c"})
+    assert config.ZOHO_ACCOUNTS_URL == "https://accounts.zoho.eu"
+    assert config.ZOHO_DESK_URL == "https://desk.zoho.eu/api/v1"
+    assert not config.DEMO_MODE
+
+
+def test_unknown_data_centre_is_refused():
+    with pytest.raises(ConfigError, match="ZOHO_DC"):
+        Config({"ZOHO_DC": "mars"})
+
+
+def test_demo_mode_points_clients_at_the_sandboxes():
+    config = Config({"PORT": "5055"})
+    assert config.DEMO_MODE and config.DESK_SANDBOX and config.SALESIQ_SANDBOX
+    assert config.ZOHO_DESK_URL == "http://127.0.0.1:5055/sandbox/desk/api/v1"
+    assert config.SALESIQ_API_URL.startswith("http://127.0.0.1:5055/sandbox/salesiq/api/v2/")
+
+
+def test_security_headers_on_every_page(client):
+    response = client.get("/auth/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
