@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .config import Config, ConfigError
-from .extensions import csrf, db, login_manager, mail, migrate
+from . import extensions
 
 
 def create_app(test_config: dict | None = None, environ=None) -> Flask:
@@ -29,18 +29,23 @@ def create_app(test_config: dict | None = None, environ=None) -> Flask:
 
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    # Reached through `extensions`, so `acebuddy.mail` stays the e-mail module, not Flask-Mail's object.
+    db = extensions.db
     db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
-    login_manager.init_app(app)
-    csrf.init_app(app)
-    mail.init_app(app)
+    extensions.migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"),
+                     render_as_batch=True)  # SQLite needs batch mode to alter tables
+    extensions.login_manager.init_app(app)
+    extensions.csrf.init_app(app)
+    extensions.mail.init_app(app)
 
     from . import models  # noqa: F401  (tables must be known to Flask-Migrate)
     from . import auth, dashboard, health, sandbox, security
     from .cli import register_commands
+    from .desk.webhook import bp as desk_webhook_bp
     from .salesiq.webhook import bp as salesiq_bp
 
     app.register_blueprint(salesiq_bp)
+    app.register_blueprint(desk_webhook_bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)

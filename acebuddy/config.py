@@ -120,7 +120,11 @@ class Config:
         )
         self.DESK_TIMEOUT = _float(env, "DESK_TIMEOUT", 10.0)
         self.DESK_CONCURRENCY = _int(env, "DESK_CONCURRENCY", 10)
-        self.DESK_WEBHOOK_TOKEN = env.get("DESK_WEBHOOK_TOKEN") or None
+        self.DESK_WEBHOOK_TOKEN = env.get("DESK_WEBHOOK_TOKEN") or ("sandbox-desk-webhook" if self.DESK_SANDBOX else None)
+        # Demo mode: the Desk sandbox reports status changes to our own webhook, as Desk would.
+        self.DESK_SANDBOX_WEBHOOK_URL = (
+            f"{self.PUBLIC_URL}/webhook/desk?token={self.DESK_WEBHOOK_TOKEN}" if self.DESK_SANDBOX else None
+        )
 
         # SalesIQ
         self.SALESIQ_SANDBOX = not env.get("SALESIQ_API_URL")
@@ -148,6 +152,8 @@ class Config:
         self.MAIL_PASSWORD = env.get("MAIL_PASSWORD") or None
         self.MAIL_DEFAULT_SENDER = env.get("MAIL_DEFAULT_SENDER") or "AceBuddy Support <support@acebuddy.example>"
         self.MAIL_TIMEOUT = _float(env, "MAIL_TIMEOUT", 10.0)
+        # Flask-Mail swallows mail when TESTING; ours goes to a real SMTP server in tests too.
+        self.MAIL_SUPPRESS_SEND = False
         self.SUPPORT_TEAM_EMAIL = env.get("SUPPORT_TEAM_EMAIL") or (
             "support-team@acebuddy.example" if self.DEMO_MODE else None
         )

@@ -207,7 +207,9 @@ class TicketRequest(TimestampMixin, db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     last_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(500))
-    comment_added: Mapped[bool] = mapped_column(default=False)
+    # The transcript comment: none -> sending (recorded before the POST) -> added | failed.
+    comment_state: Mapped[str] = mapped_column(String(10), default="none")
+    escalation_reason: Mapped[str | None] = mapped_column(String(60))
 
     desk_ticket_id: Mapped[str | None] = mapped_column(String(40))
     desk_ticket_number: Mapped[str | None] = mapped_column(String(40))

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
+from email import message_from_bytes, policy
 
 import pytest
 from sqlalchemy import text
@@ -131,14 +135,127 @@ class LiveServer:
         self._thread.join(5)
 
 
+class SMTPSink:
+    """A real SMTP server (aiosmtpd) that keeps what it receives; `refuse` makes it answer 4xx/5xx."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.messages = []
+        self.refuse: dict[str, str] = {}  # recipient -> SMTP reply
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append({"to": list(envelope.rcpt_tos), "from": envelope.mail_from, "message": message})
+        return "250 Message accepted for delivery"
+
+    def start(self):
+        self.controller.start()
+        return self
+
+    def stop(self):
+        self.controller.stop()
+
+    def subjects(self):
+        return [m["message"]["Subject"] for m in self.messages]
+
+    def wait_for(self, count: int, timeout: float = 20.0):
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.messages
+
+
 @pytest.fixture
-def live_server(tmp_path, redis_url, _external_schema):
-    """An app whose sandboxes and clients all point at its own live URL (as in demo mode)."""
+def smtp_server():
+    sink = SMTPSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def live_server(tmp_path, redis_url, _external_schema, smtp_server):
+    """An app whose sandboxes and clients all point at its own live URL (as in demo mode), with
+    e-mail going to a real SMTP server (`smtp_server`)."""
     port = free_port()
-    app = build_app(tmp_path, redis_url, port=port)
+    app = build_app(tmp_path, redis_url, port=port, environ={"MAIL_PORT": str(smtp_server.port)})
     server = LiveServer(app, port).start()
     yield server
     server.stop()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class WorkerProcess:
+    """`python worker.py` as a real child process sharing the live server's database and Redis."""
+
+    def __init__(self, app, *args: str):
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+                "REDIS_URL": app.config["REDIS_URL"],
+                "ACEBUDDY_URL": app.config["PUBLIC_URL"],
+                "ACEBUDDY_DEMO": "1",
+                "SECRET_KEY": "worker-secret",
+                "MAIL_SERVER": app.config["MAIL_SERVER"],
+                "MAIL_PORT": str(app.config["MAIL_PORT"]),
+                "SUPPORT_TEAM_EMAIL": app.config["SUPPORT_TEAM_EMAIL"] or "",
+                "MAIL_DEFAULT_SENDER": app.config["MAIL_DEFAULT_SENDER"],
+                "TICKET_REPLY_WAIT": str(app.config["TICKET_REPLY_WAIT"]),
+                "DESK_TIMEOUT": str(app.config["DESK_TIMEOUT"]),
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        self.args = args
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "worker.py"), *self.args], env=self.env, cwd=ROOT,
+        )
+        return self
+
+    def kill(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def worker_process(live_server):
+    """Start with `worker_process.start()`; stopped (and its horse with it) after the test."""
+    worker = WorkerProcess(live_server.app)
+    yield worker
+    worker.stop()
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,1 @@
+"""The bot: intent routing, workflows, identity verification, knowledge answers and redaction."""

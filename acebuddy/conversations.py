@@ -1,0 +1,89 @@
+"""Conversations: found or created by SalesIQ's conversation id, their messages, timeline and close."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from . import clock
+from .extensions import db
+from .models import BOT, CLOSED, Conversation, ConversationEvent, Message
+from .salesiq.payload import Inbound
+
+
+def find_open(salesiq_id: str) -> Conversation | None:
+    return db.session.scalar(select(Conversation).where(Conversation.open_key == salesiq_id))
+
+
+def open_conversation(inbound: Inbound) -> Conversation:
+    """The open conversation for this chat, created on its first message (race-safe on open_key)."""
+    conv = find_open(inbound.conversation_key)
+    if conv is None:
+        conv = Conversation(
+            salesiq_id=inbound.conversation_key,
+            open_key=inbound.conversation_key,
+            source=inbound.format,
+            status=BOT,
+            data={},
+            state={},
+        )
+        try:
+            with db.session.begin_nested():
+                db.session.add(conv)
+        except IntegrityError:  # a concurrent delivery opened it first
+            conv = find_open(inbound.conversation_key)
+        else:
+            record_event(conv, "opened", f"via {inbound.format}")
+    _update_visitor(conv, inbound)
+    return conv
+
+
+def _update_visitor(conv: Conversation, inbound: Inbound) -> None:
+    """Keep what SalesIQ knows of the visitor; later calls may add what the first lacked."""
+    visitor = inbound.visitor
+    for attr, value in (
+        ("visitor_id", visitor.id),
+        ("visitor_name", visitor.name),
+        ("visitor_email", visitor.email),
+        ("visitor_phone", visitor.phone),
+        ("channel", visitor.channel),
+    ):
+        if value and getattr(conv, attr) != value:
+            setattr(conv, attr, value)
+
+
+def add_message(conv: Conversation, role: str, text: str, *, masked: bool = False) -> Message:
+    moment = clock.now()
+    message = Message(conversation=conv, role=role, text=text, masked=masked, created_at=moment)
+    db.session.add(message)
+    conv.message_count = (conv.message_count or 0) + 1
+    conv.last_message_at = moment
+    return message
+
+
+def record_event(conv: Conversation, kind: str, detail: str = "") -> None:
+    """A timeline entry. `detail` must carry no personal data: it is shown to every agent and logged."""
+    if conv.id is None:
+        db.session.flush()
+    db.session.add(ConversationEvent(conversation_id=conv.id, kind=kind, detail=detail[:500]))
+
+
+def close(conv: Conversation, reason: str) -> bool:
+    """Close and archive: frees the chat id for a fresh conversation. False if it was already closed."""
+    if conv.status == CLOSED:
+        return False
+    conv.status = CLOSED
+    conv.open_key = None
+    conv.closed_at = clock.now()
+    conv.close_reason = reason
+    record_event(conv, "closed", reason)
+    return True
+
+
+def transcript(conv: Conversation) -> str:
+    """The chat as plain text, one line a message; secrets were masked before they were stored."""
+    names = {"customer": "Customer", "bot": "AceBuddy", "agent": "Agent", "system": "System"}
+    lines = []
+    for message in conv.messages:
+        stamp = message.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"[{stamp} UTC] {names.get(message.role, message.role)}: {message.text}")
+    return "\n".join(lines)

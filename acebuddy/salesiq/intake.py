@@ -1,0 +1,157 @@
+"""Intake of one SalesIQ call: drop repeats, find or create the conversation, store every message,
+run the bot's turn, and, when the turn filed a ticket, wait briefly so the reply can carry its number.
+
+A repeated delivery (same `request.id` or flat `message_id`) gets the stored answer and changes nothing.
+The customer's line is stored before the bot runs, outside the bot's savepoint, so a bot failure
+loses nothing the customer said.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import conversations, notifications
+from ..bot import engine, redaction
+from ..bot.engine import Turn
+from ..extensions import db
+from ..models import CREATED, FAILED, TicketRequest, WebhookDelivery
+from .payload import Inbound
+from .responses import BotReply
+
+log = logging.getLogger(__name__)
+
+SECRET_MASK = "•••• (verification answer hidden)"
+REPEAT_WAIT = 4.0  # how long a repeat waits for the first delivery's answer
+
+
+def process(inbound: Inbound) -> dict:
+    if inbound.delivery_key:
+        stored = _stored_answer(inbound.delivery_key)
+        if stored is not None:
+            return stored
+    delivery = None
+    if inbound.delivery_key:
+        delivery = WebhookDelivery(key=inbound.delivery_key)
+        try:
+            with db.session.begin_nested():
+                db.session.add(delivery)
+        except IntegrityError:  # the same delivery is being handled right now
+            db.session.rollback()
+            return _await_stored_answer(inbound.delivery_key)
+
+    conv, turn = _handle(inbound)
+    body = turn.reply.to_json()
+    if delivery is not None:
+        delivery.conversation_id = conv.id if conv else None
+        delivery.response = body
+    db.session.commit()
+
+    if turn.ticket is not None:
+        extra = _ticket_reply(turn.ticket.id, conv)
+        if extra:
+            body = {**body, "replies": body["replies"] + [extra]}
+            if delivery is not None:
+                delivery.response = body
+            db.session.commit()
+    return body
+
+
+def _handle(inbound: Inbound):
+    if inbound.handler == "trigger":
+        return _trigger(inbound)
+    if inbound.handler not in ("message", "context"):
+        # Unknown handlers (e.g. a failure notice) are acknowledged; nothing changes (spec §3 [U]).
+        log.info("acknowledged SalesIQ handler %r", inbound.handler)
+        return None, Turn(BotReply(["Sorry, something went wrong on our side. Please type your message again."]))
+    text = inbound.text
+    if inbound.handler == "context":
+        text = " ".join(str(a.get("text", a)) if isinstance(a, dict) else str(a) for a in inbound.answers.values())
+        if not inbound.conversation_key or not text.strip():
+            return None, Turn(BotReply(["Thanks! What can I help you with?"]))
+    conv = conversations.open_conversation(inbound)
+    secret = engine.expects_secret(conv)
+    stored = SECRET_MASK if secret else redaction.redact(text or "(attachment)")
+    conversations.add_message(conv, "customer", stored, masked=secret or stored != text)
+    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            turn = engine.respond(conv, text)
+            _store_bot_lines(conv, turn.reply)
+    except Exception:
+        log.exception("bot turn failed on conversation %s", conv.id)
+        turn = Turn(_fallback_hand_over(conv))
+    return conv, turn
+
+
+def _fallback_hand_over(conv) -> BotReply:
+    """The bot failed: hand the chat to a person, recording it if the database lets us."""
+    db.session.refresh(conv)
+    try:
+        with db.session.begin_nested():
+            reply = engine.hand_over(conv, "bot_error")
+            _store_bot_lines(conv, reply)
+        return reply
+    except Exception:
+        log.exception("could not record the hand-over of conversation %s", conv.id)
+        return BotReply(["Sorry, something went wrong. I'm connecting you with our support team."],
+                        action="forward", department=current_app.config.get("SALESIQ_DEPARTMENT_ID"))
+
+
+def _trigger(inbound: Inbound):
+    if not inbound.conversation_key:
+        return None, Turn(engine.greet(None, inbound.visitor.name))
+    conv = conversations.open_conversation(inbound)
+    reply = engine.greet(conv, inbound.visitor.name or conv.visitor_name)
+    _store_bot_lines(conv, reply)
+    return conv, Turn(reply)
+
+
+def _store_bot_lines(conv, reply: BotReply) -> None:
+    for text in reply.texts():
+        if text:
+            conversations.add_message(conv, "bot", text)
+
+
+def _ticket_reply(request_id: int, conv) -> str | None:
+    """Wait up to TICKET_REPLY_WAIT for the ticket job; the chat line if the number can go in this reply."""
+    budget = float(current_app.config.get("TICKET_REPLY_WAIT", 3.0))
+    deadline = time.monotonic() + budget
+    while True:
+        db.session.rollback()  # end the read snapshot, so the worker's commit is visible
+        request = db.session.get(TicketRequest, request_id)
+        if request.state == CREATED:
+            if notifications.claim_inline_chat(request):
+                text = notifications.chat_text("ticket_chat", request)
+                conversations.add_message(conv, "bot", text)
+                conversations.record_event(conv, "notification", "ticket_chat sent via reply")
+                db.session.commit()
+                return text
+            return None
+        if request.state == FAILED or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if request.state == FAILED:
+        return None  # the failure path tells the customer through its own follow-up
+    text = "I'm filing your ticket now; I'll post the ticket number here in a moment."
+    conversations.add_message(conv, "bot", text)
+    db.session.commit()
+    return text
+
+
+def _stored_answer(key: str) -> dict | None:
+    return db.session.scalar(select(WebhookDelivery.response).where(WebhookDelivery.key == key))
+
+
+def _await_stored_answer(key: str) -> dict:
+    deadline = time.monotonic() + REPEAT_WAIT
+    while time.monotonic() < deadline:
+        db.session.rollback()
+        stored = _stored_answer(key)
+        if stored is not None:
+            return stored
+        time.sleep(0.1)
+    return BotReply(["Thanks, I'm still working on your previous message."]).to_json()
