@@ -120,9 +120,10 @@ class Config:
         )
         self.DESK_TIMEOUT = _float(env, "DESK_TIMEOUT", 10.0)
         self.DESK_CONCURRENCY = _int(env, "DESK_CONCURRENCY", 10)
+        self.DESK_CREDITS_WARN_BELOW = _int(env, "DESK_CREDITS_WARN_BELOW", 500)
         self.DESK_WEBHOOK_TOKEN = env.get("DESK_WEBHOOK_TOKEN") or ("sandbox-desk-webhook" if self.DESK_SANDBOX else None)
         # Demo mode: the Desk sandbox reports status changes to our own webhook, as Desk would.
-        self.DESK_SANDBOX_WEBHOOK_URL = (
+        self.DESK_SANDBOX_WEBHOOK_URL = env.get("DESK_SANDBOX_WEBHOOK_URL") or (
             f"{self.PUBLIC_URL}/webhook/desk?token={self.DESK_WEBHOOK_TOKEN}" if self.DESK_SANDBOX else None
         )
 
@@ -139,6 +140,12 @@ class Config:
         # SalesIQ documents no payload limit; real bot payloads are a few KiB.
         self.WEBHOOK_MAX_BYTES = _int(env, "WEBHOOK_MAX_BYTES", 64 * 1024)
         self.MAX_CONTENT_LENGTH = max(self.WEBHOOK_MAX_BYTES, 1024 * 1024)
+        # Demo mode's customer chat simulator (acebuddy/sandbox/simulator.py).
+        self.SALESIQ_SANDBOX_PRIVATE_KEY = (env.get("SALESIQ_SANDBOX_PRIVATE_KEY") or "").replace("\\n", "\n") or None
+        self.SIMULATOR_WEBHOOK_URL = env.get("SIMULATOR_WEBHOOK_URL") or None
+        self.SIMULATOR_EVENTS_URL = env.get("SIMULATOR_EVENTS_URL") or None
+        self.SIMULATOR_WEBHOOK_TIMEOUT = _float(env, "SIMULATOR_WEBHOOK_TIMEOUT", 10.0)
+        self.MAILCATCHER_DIR = env.get("MAILCATCHER_DIR") or None
         # How long a webhook turn waits for the new ticket before answering without its number.
         self.TICKET_REPLY_WAIT = _float(env, "TICKET_REPLY_WAIT", 3.0)
 

@@ -79,11 +79,27 @@ def close(conv: Conversation, reason: str) -> bool:
     return True
 
 
-def transcript(conv: Conversation) -> str:
+def close_with_followups(conv: Conversation, reason: str) -> bool:
+    """Close the conversation (agent, customer, SalesIQ or inactivity) and queue the closing comment on
+    its Desk ticket; the final message count stays on the row, which is kept as the archive."""
+    from . import notifications
+
+    if not close(conv, reason):
+        return False
+    request = conv.latest_ticket
+    if request is not None and request.state != "failed":
+        notifications.queue("closing_comment", key=f"{request.ref}:closed:{conv.id}", channel=notifications.DESK,
+                            recipient=request.ref, conversation=conv, ticket_request=request)
+    return True
+
+
+def transcript(conv: Conversation, since=None, until=None) -> str:
     """The chat as plain text, one line a message; secrets were masked before they were stored."""
     names = {"customer": "Customer", "bot": "AceBuddy", "agent": "Agent", "system": "System"}
     lines = []
     for message in conv.messages:
+        if (since is not None and message.created_at < since) or (until is not None and message.created_at > until):
+            continue
         stamp = message.created_at.strftime("%Y-%m-%d %H:%M:%S")
         lines.append(f"[{stamp} UTC] {names.get(message.role, message.role)}: {message.text}")
     return "\n".join(lines)

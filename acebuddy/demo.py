@@ -22,6 +22,15 @@ def main() -> int:
     os.environ.setdefault("ACEBUDDY_DEMO", "1")
     from flask_migrate import upgrade
 
+    from .salesiq.signature import generate_key_pair
+
+    if not os.environ.get("SALESIQ_PUBLIC_KEYS") and not os.environ.get("SALESIQ_API_URL"):
+        # The simulator signs what it sends, as "Secure your webhook" makes SalesIQ do, so the demo
+        # runs with the signature check on.
+        private_pem, public_pem = generate_key_pair()
+        os.environ["SALESIQ_SANDBOX_PRIVATE_KEY"] = private_pem
+        os.environ["SALESIQ_PUBLIC_KEYS"] = public_pem
+
     from . import create_app, demo_data
     from .redisconn import ensure_embedded, stop_embedded
     from .sandbox.mailcatcher import MailCatcher

@@ -19,7 +19,7 @@ from .models import N_FAILED, N_PENDING, N_SENDING, N_SENT, Conversation, Notifi
 
 log = logging.getLogger(__name__)
 
-EMAIL, CHAT = "email", "chat"
+EMAIL, CHAT, DESK = "email", "chat", "desk"
 MAX_ATTEMPTS = 12
 BACKOFF = (10, 30, 60, 120, 300, 600, 900, 1800)
 # A "sending" row untouched this long belonged to a worker that died mid-delivery.
@@ -128,6 +128,9 @@ def _send(row: Notification) -> str:
 
         mail.send_notification(row)
         return "smtp"
+    if row.channel == DESK:
+        _comment_on_ticket(row)
+        return "desk"
     from .salesiq.client import salesiq_client
 
     client = salesiq_client()
@@ -137,6 +140,31 @@ def _send(row: Notification) -> str:
     else:
         client.post_message(row.recipient, chat_text(row.kind, row.ticket_request))
     return "rest"
+
+
+def closing_comment(row: Notification) -> str:
+    from .bot import redaction
+
+    conv, request = row.conversation, row.ticket_request
+    tail = conversations.transcript(conv, since=request.created_in_desk_at or request.created_at)
+    closed = conv.closed_at.strftime("%Y-%m-%d %H:%M UTC") if conv.closed_at else "now"
+    text = (f"AceBuddy: the chat was closed ({conv.close_reason}) at {closed}. "
+            f"Messages in the conversation: {conv.message_count}.")
+    if tail:
+        text += "\n\nSince the ticket was filed:\n" + redaction.redact(tail)
+    return text
+
+
+def _comment_on_ticket(row: Notification) -> None:
+    from .desk import desk_client
+    from .models import CREATED, FAILED
+
+    request = row.ticket_request
+    if request.state == FAILED:
+        raise PermanentError("the ticket was never created")
+    if request.state != CREATED:
+        raise RetryableError("the ticket is not created yet", retry_after=30)
+    desk_client().add_comment(request.desk_ticket_id, closing_comment(row), is_public=False)
 
 
 def _finish(row: Notification, state: str, *, via: str | None = None, error: str | None = None) -> str:

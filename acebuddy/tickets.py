@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from . import clock, conversations, jobs, sla
 from .bot import redaction
 from .desk import desk_client
-from .desk.client import NewTicket
+from .desk.client import COMMENT_MAX, NewTicket, split_comment
 from .desk.errors import PermanentError, RetryableError, ZohoError
 from .extensions import db
 from .models import CREATED, CREATING, FAILED, PENDING, Conversation, TicketAttempt, TicketRequest
@@ -257,19 +257,24 @@ def _fail(request: TicketRequest, error: str) -> str:
 
 
 def _add_transcript(request: TicketRequest, client) -> str:
+    """The chat up to the ticket's creation as public comment(s); parts already posted are not posted again."""
     if request.comment_state in ("added", "failed"):
         return "created"
     marker = f"{TRANSCRIPT_MARKER} ({request.ref})"
+    # Stable across retries: only what was said before the ticket was requested.
+    body = redaction.redact(conversations.transcript(request.conversation, until=request.created_at))
+    parts = split_comment(body or "(no messages)", COMMENT_MAX - len(marker) - 2)
     try:
-        if request.comment_state == "sending":  # an earlier try may have landed
-            if any(marker in (c.content or "") for c in client.list_comments(request.desk_ticket_id)):
-                request.comment_state = "added"
-                db.session.commit()
-                return "created"
+        posted = []
+        if request.comment_state == "sending":  # an earlier try may have landed some parts
+            posted = [c.content or "" for c in client.list_comments(request.desk_ticket_id) if marker in (c.content or "")]
         request.comment_state = "sending"
         db.session.commit()
-        body = redaction.redact(conversations.transcript(request.conversation))
-        client.add_comment(request.desk_ticket_id, f"{marker}\n\n{body}", is_public=True)
+        for number, part in enumerate(parts, 1):
+            tag = f"(part {number} of {len(parts)})" if len(parts) > 1 else marker
+            if any(tag in content for content in posted):
+                continue
+            client.add_comment(request.desk_ticket_id, f"{marker}\n\n{part}", is_public=True)
     except RetryableError as exc:
         request.last_error = f"transcript: {exc}"[:500]
         db.session.commit()

@@ -59,8 +59,8 @@ def base_environ(tmp_path, redis_url: str, port: int = 5000) -> dict:
         "ACEBUDDY_DEMO": "1",
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": "1",  # tests that send mail point this at their own SMTP server
-        "SUPPORT_TEAM_EMAIL": "support-team@acebuddy.test",
-        "MAIL_DEFAULT_SENDER": "AceBuddy <support@acebuddy.test>",
+        "SUPPORT_TEAM_EMAIL": "support-team@acebuddy.example",
+        "MAIL_DEFAULT_SENDER": "AceBuddy <support@acebuddy.example>",
         "SESSION_COOKIE_SECURE": "0",
     }
     return env
@@ -124,7 +124,8 @@ class LiveServer:
         self.app = app
         self.url = f"http://127.0.0.1:{port}"
         self._server = make_server("127.0.0.1", port, app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval, so shutdown() returns at once instead of after half a second.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def start(self):
         self._thread.start()

@@ -85,7 +85,7 @@ def post_raw(client, data, headers=None):
     return client.post("/webhook/salesiq", data=data, content_type="application/json", headers=headers or {})
 
 
-def make_user(email="agent@acebuddy.test", password="agent-password-1", role="agent", name="Alex Agent") -> User:
+def make_user(email="agent@acebuddy.example", password="agent-password-1", role="agent", name="Alex Agent") -> User:
     user = User(email=email, name=name, role=role)
     user.set_password(password)
     db.session.add(user)
@@ -93,7 +93,7 @@ def make_user(email="agent@acebuddy.test", password="agent-password-1", role="ag
     return user
 
 
-def sign_in(client, email="agent@acebuddy.test", password="agent-password-1"):
+def sign_in(client, email="agent@acebuddy.example", password="agent-password-1"):
     page = client.get("/auth/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
     return client.post("/auth/login", data={"email": email, "password": password, "csrf_token": token})

@@ -3,14 +3,26 @@ from __future__ import annotations
 
 
 class ZohoError(Exception):
-    """A Zoho call failed. `code` is Zoho's errorCode (or ours), `status` the HTTP status if any."""
+    """A Zoho call failed. `code` is Zoho's errorCode (or ours), `status` the HTTP status if any.
+
+    `errors` carries Desk's per-field validation errors (`[{"fieldName": "/departmentId",
+    "errorType": "missing"}, ...]`), empty when Zoho gave none.
+    """
 
     retryable = False
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        errors: list[dict] | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.status = status
+        self.errors = list(errors or [])
 
 
 class RetryableError(ZohoError):

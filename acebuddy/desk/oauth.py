@@ -10,11 +10,21 @@ import threading
 import time
 
 import requests
+from redis.exceptions import LockError
 
 from .errors import AuthError, RetryableError
 
 # Refresh this long before Zoho's expiry, so a token never dies in the middle of a call.
 EXPIRY_MARGIN = 300
+
+# Delete the cached token only if it is still the rejected one: another process may already have
+# stored a fresh token, and deleting that would cost an extra mint.
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 class TokenProvider:
@@ -54,7 +64,8 @@ class TokenProvider:
                 return token
             if self.redis is None:
                 return self._mint()
-            lock = self.redis.lock(self.cache_key + ":lock", timeout=self.timeout + 5, blocking_timeout=self.timeout + 5)
+            wait = self.timeout + 5
+            lock = self.redis.lock(self.cache_key + ":lock", timeout=wait, blocking_timeout=wait)
             if not lock.acquire():
                 raise RetryableError("another process is refreshing the Zoho token", code="TOKEN_BUSY")
             try:
@@ -65,14 +76,13 @@ class TokenProvider:
             finally:
                 try:
                     lock.release()
-                except Exception:  # the lock expired under us; the token is still good
+                except LockError:  # the lock expired under us; the token is still good
                     pass
 
     def invalidate(self, token: str) -> None:
         """Forget `token` after Zoho answered INVALID_OAUTH for it."""
         if self.redis is not None:
-            if (self.redis.get(self.cache_key) or b"").decode() == token:
-                self.redis.delete(self.cache_key)
+            self.redis.eval(_DELETE_IF_EQUAL, 1, self.cache_key, token)
         if self._local and self._local[0] == token:
             self._local = None
 

@@ -7,11 +7,12 @@ from ..extensions import csrf
 
 
 def register(app: Flask) -> None:
-    from . import desk, mailcatcher, salesiq, simulator
+    from . import accounts, desk, mailcatcher, salesiq, simulator
 
     # The Zoho stand-ins are machine APIs authenticated by OAuth tokens, like the real ones.
-    for api in (desk.accounts_bp, desk.desk_bp, salesiq.api_bp):
+    for api in (accounts.bp, desk.api_bp, salesiq.api_bp):
         csrf.exempt(api)
         app.register_blueprint(api)
+    app.register_blueprint(desk.pages_bp)
     app.register_blueprint(simulator.bp)
     app.register_blueprint(mailcatcher.bp)
