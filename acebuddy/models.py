@@ -244,6 +244,8 @@ class Notification(TimestampMixin, db.Model):
     channel: Mapped[str] = mapped_column(String(10))  # email | chat
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversation.id"), index=True)
     ticket_request_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_request.id"))
+    # An agent's chat line to deliver (channel chat, kind agent_message): the text lives on the message.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
     recipient: Mapped[str] = mapped_column(String(254))
     state: Mapped[str] = mapped_column(String(12), default=N_PENDING, index=True)
     not_before: Mapped[datetime] = mapped_column(default=clock.now)
@@ -254,6 +256,7 @@ class Notification(TimestampMixin, db.Model):
 
     ticket_request: Mapped[TicketRequest | None] = relationship()
     conversation: Mapped[Conversation | None] = relationship()
+    message: Mapped[Message | None] = relationship()
 
 
 class Article(TimestampMixin, db.Model):

@@ -19,26 +19,7 @@ from acebuddy.sandbox.desk import DEFAULT_CUSTOM_FIELDS, desk_sandbox
 
 @pytest.fixture
 def app(live_server):
-    yield live_server.app
-    wake_on_stop(live_server)
-
-
-def wake_on_stop(server, duration=0.6):
-    """conftest's LiveServer.stop() waits out serve_forever's 0.5 s poll; a connection arriving once
-    the stop has begun ends that wait at once, saving ~0.5 s a test. (A shorter poll_interval in
-    conftest would make this unnecessary.)"""
-    port = int(server.url.rsplit(":", 1)[1])
-
-    def poke():
-        deadline = time.monotonic() + duration
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            except OSError:
-                pass
-            time.sleep(0.01)
-
-    threading.Thread(target=poke, daemon=True).start()
+    return live_server.app
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """Zoho OAuth: the Accounts sandbox's refresh-token grant and the shared, cached TokenProvider."""
 import re
-import socket
 import threading
-import time
 
 import pytest
 
@@ -20,29 +18,6 @@ GOOD = {
     "client_secret": SANDBOX_CLIENT_SECRET,
     "refresh_token": SANDBOX_REFRESH_TOKEN,
 }
-
-
-@pytest.fixture
-def live_server(live_server):
-    yield live_server
-    wake_on_stop(live_server)
-
-
-def wake_on_stop(server, duration=0.6):
-    """conftest's LiveServer.stop() waits out serve_forever's 0.5 s poll; a connection arriving once
-    the stop has begun ends that wait at once. (A shorter poll_interval in conftest would do.)"""
-    port = int(server.url.rsplit(":", 1)[1])
-
-    def poke():
-        deadline = time.monotonic() + duration
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            except OSError:
-                pass
-            time.sleep(0.01)
-
-    threading.Thread(target=poke, daemon=True).start()
 
 
 def test_refresh_grant_answers_like_zoho(client):

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 8503ecb772d2
+Revision ID: 05a0579f9a98
 Revises: 
-Create Date: 2026-11-25 04:35:44.624863
+Create Date: 2026-11-25 04:47:18.324588
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '8503ecb772d2'
+revision = '05a0579f9a98'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -187,6 +187,7 @@ def upgrade():
     sa.Column('channel', sa.String(length=10), nullable=False),
     sa.Column('conversation_id', sa.Integer(), nullable=True),
     sa.Column('ticket_request_id', sa.Integer(), nullable=True),
+    sa.Column('message_id', sa.Integer(), nullable=True),
     sa.Column('recipient', sa.String(length=254), nullable=False),
     sa.Column('state', sa.String(length=12), nullable=False),
     sa.Column('not_before', sa.DateTime(), nullable=False),
@@ -197,6 +198,7 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['conversation_id'], ['conversation.id'], name=op.f('fk_notification_conversation_id_conversation')),
+    sa.ForeignKeyConstraint(['message_id'], ['message.id'], name=op.f('fk_notification_message_id_message')),
     sa.ForeignKeyConstraint(['ticket_request_id'], ['ticket_request.id'], name=op.f('fk_notification_ticket_request_id_ticket_request')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notification')),
     sa.UniqueConstraint('key', name=op.f('uq_notification_key'))
