@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 
+from .sla import policy_from_env
+
 # Each Zoho data centre has its own accounts (OAuth) host and Desk host (specs/zoho-desk-api.md §1).
 ZOHO_DATA_CENTRES = {
     "us": ("https://accounts.zoho.com", "https://desk.zoho.com"),
@@ -120,6 +122,13 @@ class Config:
         )
         self.DESK_TIMEOUT = _float(env, "DESK_TIMEOUT", 10.0)
         self.DESK_CONCURRENCY = _int(env, "DESK_CONCURRENCY", 10)
+        # A killed worker's create may still land at Desk this long after its timeout (see tickets.py).
+        self.DESK_LANDING_MARGIN = _float(env, "DESK_LANDING_MARGIN", 15.0)
+        # Multiplies every outbox retry delay (tickets and notifications); tests shrink it.
+        self.OUTBOX_BACKOFF_SCALE = _float(env, "OUTBOX_BACKOFF_SCALE", 1.0)
+        # The outbox sweep (worker.py --cron) runs this often and takes rows untouched this long.
+        self.SWEEP_INTERVAL = _int(env, "SWEEP_INTERVAL", 30)
+        self.SWEEP_STALE_AFTER = _float(env, "SWEEP_STALE_AFTER", 30.0)
         self.DESK_CREDITS_WARN_BELOW = _int(env, "DESK_CREDITS_WARN_BELOW", 500)
         self.DESK_WEBHOOK_TOKEN = env.get("DESK_WEBHOOK_TOKEN") or ("sandbox-desk-webhook" if self.DESK_SANDBOX else None)
         # Demo mode: the Desk sandbox reports status changes to our own webhook, as Desk would.
@@ -165,6 +174,13 @@ class Config:
             "support-team@acebuddy.example" if self.DEMO_MODE else None
         )
 
+        # SLA policy, business-hours calendar and breach alerts (docs/sla.md).
+        try:
+            self.SLA_POLICY = policy_from_env(env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.SLA_ALERT_EMAILS = [a.strip() for a in (env.get("SLA_ALERT_EMAILS") or "").split(",") if a.strip()]
+
         # Cookies and forms: strict by default (README explains HTTPS).
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Strict"
@@ -173,6 +189,12 @@ class Config:
         self.REMEMBER_COOKIE_SAMESITE = "Strict"
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+        # Dashboard: idle close (0 turns it off) and sign-in throttling (failures per window, in Redis).
+        self.IDLE_CLOSE_MINUTES = _int(env, "IDLE_CLOSE_MINUTES", 30)
+        self.LOGIN_MAX_FAILURES = _int(env, "LOGIN_MAX_FAILURES", 5)  # per account
+        self.LOGIN_MAX_FAILURES_PER_IP = _int(env, "LOGIN_MAX_FAILURES_PER_IP", 20)
+        self.LOGIN_WINDOW_MINUTES = _int(env, "LOGIN_WINDOW_MINUTES", 15)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in vars(self).items() if k.isupper()}

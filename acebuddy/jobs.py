@@ -14,6 +14,7 @@ import redis
 from flask import current_app, has_app_context
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -64,13 +65,22 @@ def enqueue_in(func, object_id: int, seconds: float) -> Job | None:
     return enqueue(func, object_id, at=clock.now() + timedelta(seconds=seconds))
 
 
-def is_queued(func, object_id: int, started_grace: float = JOB_TIMEOUT + 30) -> bool:
-    """Whether a job for this row is waiting or running now (a job started long ago died with its worker)."""
+def backoff(steps: tuple, attempt: int) -> float:
+    """The delay before retry number `attempt` (0-based), scaled by OUTBOX_BACKOFF_SCALE."""
+    return steps[min(max(attempt, 0), len(steps) - 1)] * current_app.config.get("OUTBOX_BACKOFF_SCALE", 1.0)
+
+
+def is_queued(func, object_id: int, *, started_grace: float, late_grace: float = 15) -> bool:
+    """Whether a job for this row is waiting or running now. A job started long ago died with its
+    worker; a scheduled job long overdue has no scheduler left to release it."""
     try:
         job = Job.fetch(job_id(func, object_id), connection=get_redis())
         status = job.get_status(refresh=False)
-    except Exception:  # missing job (Redis flushed, TTL) or unreadable data: not queued
+        due = ScheduledJobRegistry(queue=get_queue()).get_scheduled_time(job) if status == JobStatus.SCHEDULED else None
+    except Exception:  # missing job (Redis flushed, TTL), not in the registry, unreadable: not queued
         return False
+    if due is not None:
+        return (clock.now() - due.replace(tzinfo=None)).total_seconds() < late_grace
     if status in LIVE_STATUSES:
         return True
     if status == JobStatus.STARTED and job.started_at is not None:
@@ -151,3 +161,19 @@ def poll_desk_status():
     from .desk import desk_client
 
     return ticket_status.poll(desk_client(), get_redis())
+
+
+@_in_app_context
+def check_sla():
+    """Queue the SLA warnings and breach alerts now due (sla_alerts); run every minute."""
+    from . import sla_alerts
+
+    return sla_alerts.evaluate()
+
+
+@_in_app_context
+def close_idle_conversations():
+    """Close conversations idle longer than IDLE_CLOSE_MINUTES, with the closing steps; run every minute."""
+    from . import inactivity
+
+    return inactivity.close_idle()

@@ -137,6 +137,8 @@ def _send(row: Notification) -> str:
     if row.kind == "transfer_chat":
         client.transfer(row.recipient, current_app.config["SALESIQ_DEPARTMENT_ID"],
                         note="AceBuddy could not file the ticket; please take over.")
+    elif row.kind == "agent_message":  # an agent's line from the dashboard; its text lives on the message
+        client.post_message(row.recipient, row.message.text)
     else:
         client.post_message(row.recipient, chat_text(row.kind, row.ticket_request))
     return "rest"
@@ -188,15 +190,16 @@ def _retry(row: Notification, error: str, retry_after: float | None) -> str:
     row.state = N_PENDING
     row.last_error = error[:500]
     db.session.commit()
-    delay = max(BACKOFF[min(row.attempts - 1, len(BACKOFF) - 1)], retry_after or 0)
+    delay = max(jobs.backoff(BACKOFF, row.attempts - 1), retry_after or 0)
     log.warning("notification %s: %s; retrying in %ss", row.id, error, delay)
     jobs.enqueue_in(jobs.deliver_notification, row.id, delay)
     return "retry"
 
 
-def sweep(stale_after: float = 30.0) -> int:
+def sweep() -> int:
     """Queue again every due notification whose job is gone."""
     now = clock.now()
+    stale_after = current_app.config["SWEEP_STALE_AFTER"]
     rows = db.session.scalars(
         select(Notification.id).where(
             Notification.updated_at < now - timedelta(seconds=stale_after),
@@ -207,7 +210,7 @@ def sweep(stale_after: float = 30.0) -> int:
     ).all()
     queued = 0
     for notification_id in rows:
-        if not jobs.is_queued(jobs.deliver_notification, notification_id):
+        if not jobs.is_queued(jobs.deliver_notification, notification_id, started_grace=SENDING_LEASE):
             jobs.enqueue(jobs.deliver_notification, notification_id)
             queued += 1
     return queued

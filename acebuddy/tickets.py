@@ -24,9 +24,6 @@ from .models import CREATED, CREATING, FAILED, PENDING, Conversation, TicketAtte
 
 log = logging.getLogger(__name__)
 
-# A killed worker's request may still be in flight at Desk for up to the client timeout; wait this
-# much longer before concluding it did not land.
-LANDING_MARGIN = 15.0
 MAX_ATTEMPTS = 8
 BACKOFF = (5, 15, 45, 120, 300, 600, 900, 1800)
 TRANSCRIPT_MARKER = "AceBuddy chat transcript"
@@ -128,7 +125,10 @@ def _create(request: TicketRequest, client) -> str:
         select(TicketAttempt).where(TicketAttempt.ticket_request_id == request.id).order_by(TicketAttempt.id.desc())
     )
     if last is not None and last.finished_at is None:
-        safe_after = last.started_at + timedelta(seconds=client.timeout + LANDING_MARGIN)
+        # A killed worker's request may still be in flight at Desk for up to the client timeout;
+        # wait a margin longer before concluding it did not land.
+        margin = current_app.config["DESK_LANDING_MARGIN"]
+        safe_after = last.started_at + timedelta(seconds=client.timeout + margin)
         if now < safe_after:
             jobs.enqueue(jobs.create_ticket, request.id, at=safe_after)
             return "waiting"
@@ -238,7 +238,8 @@ def _after_error(request: TicketRequest, attempt: TicketAttempt | None, exc: Zoh
         # else: finished_at stays empty, so the next run waits out the landing window and looks up first
     request.state = PENDING
     db.session.commit()
-    delay = max(BACKOFF[min(request.attempts, len(BACKOFF) - 1)], exc.retry_after or 0)
+    # Just past a Retry-After window: a call inside it is refused by the client anyway.
+    delay = max(jobs.backoff(BACKOFF, request.attempts), (exc.retry_after or 0) + 0.5)
     log.warning("ticket request %s: %s; retrying in %ss", request.id, request.last_error, delay)
     jobs.enqueue_in(jobs.create_ticket, request.id, delay)
     return "retry"
@@ -278,7 +279,7 @@ def _add_transcript(request: TicketRequest, client) -> str:
     except RetryableError as exc:
         request.last_error = f"transcript: {exc}"[:500]
         db.session.commit()
-        jobs.enqueue_in(jobs.create_ticket, request.id, max(15, exc.retry_after or 0))
+        jobs.enqueue_in(jobs.create_ticket, request.id, max(jobs.backoff(BACKOFF, 1), exc.retry_after or 0))
         return "retry"
     except PermanentError as exc:
         request.comment_state = "failed"
@@ -291,9 +292,9 @@ def _add_transcript(request: TicketRequest, client) -> str:
     return "created"
 
 
-def sweep(stale_after: float = 30.0) -> int:
+def sweep() -> int:
     """Queue again every unfinished request whose job is gone; returns how many were queued."""
-    cutoff = clock.now() - timedelta(seconds=stale_after)
+    cutoff = clock.now() - timedelta(seconds=current_app.config["SWEEP_STALE_AFTER"])
     rows = db.session.scalars(
         select(TicketRequest.id).where(
             TicketRequest.updated_at < cutoff,
@@ -301,9 +302,13 @@ def sweep(stale_after: float = 30.0) -> int:
             | ((TicketRequest.state == CREATED) & TicketRequest.comment_state.in_(("none", "sending"))),
         )
     ).all()
+    # A job started longer ago than a run can take died with its worker; running it again is safe
+    # (the attempt counter and the landing window keep a second run from creating twice).
+    config = current_app.config
+    run_time = 3 * config["DESK_TIMEOUT"] + config["DESK_LANDING_MARGIN"]
     queued = 0
     for request_id in rows:
-        if not jobs.is_queued(jobs.create_ticket, request_id):
+        if not jobs.is_queued(jobs.create_ticket, request_id, started_grace=run_time):
             jobs.enqueue(jobs.create_ticket, request_id)
             queued += 1
     return queued

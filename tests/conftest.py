@@ -200,38 +200,57 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class WorkerProcess:
-    """`python worker.py` as a real child process sharing the live server's database and Redis."""
+    """`python worker.py` as a real child process sharing the live server's database and Redis.
+
+    The environment is taken from the app's config when the process starts, so a test can change
+    timeouts and backoff first."""
+
+    PASSED = ("TICKET_REPLY_WAIT", "DESK_TIMEOUT", "DESK_LANDING_MARGIN", "OUTBOX_BACKOFF_SCALE", "MAIL_TIMEOUT",
+              "SALESIQ_TIMEOUT", "DESK_CONCURRENCY", "SWEEP_INTERVAL", "SWEEP_STALE_AFTER")
 
     def __init__(self, app, *args: str):
-        self.env = dict(os.environ)
-        self.env.update(
-            {
-                "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-                "REDIS_URL": app.config["REDIS_URL"],
-                "ACEBUDDY_URL": app.config["PUBLIC_URL"],
-                "ACEBUDDY_DEMO": "1",
-                "SECRET_KEY": "worker-secret",
-                "MAIL_SERVER": app.config["MAIL_SERVER"],
-                "MAIL_PORT": str(app.config["MAIL_PORT"]),
-                "SUPPORT_TEAM_EMAIL": app.config["SUPPORT_TEAM_EMAIL"] or "",
-                "MAIL_DEFAULT_SENDER": app.config["MAIL_DEFAULT_SENDER"],
-                "TICKET_REPLY_WAIT": str(app.config["TICKET_REPLY_WAIT"]),
-                "DESK_TIMEOUT": str(app.config["DESK_TIMEOUT"]),
-                "LOG_LEVEL": "WARNING",
-            }
-        )
+        self.app = app
         self.args = args
         self.process = None
 
+    def environment(self) -> dict:
+        config = self.app.config
+        env = dict(os.environ)
+        env.update(
+            {
+                "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
+                "REDIS_URL": config["REDIS_URL"],
+                "ACEBUDDY_URL": config["PUBLIC_URL"],
+                "ACEBUDDY_DEMO": "1",
+                "SECRET_KEY": "worker-secret",
+                "MAIL_SERVER": config["MAIL_SERVER"],
+                "MAIL_PORT": str(config["MAIL_PORT"]),
+                "SUPPORT_TEAM_EMAIL": config["SUPPORT_TEAM_EMAIL"] or "",
+                "MAIL_DEFAULT_SENDER": config["MAIL_DEFAULT_SENDER"],
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        env.update({name: str(config[name]) for name in self.PASSED})
+        return env
+
     def start(self):
         self.process = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "worker.py"), *self.args], env=self.env, cwd=ROOT,
+            [sys.executable, os.path.join(ROOT, "worker.py"), *self.args], env=self.environment(), cwd=ROOT,
         )
         return self
 
     def kill(self):
+        """SIGKILL the worker and its work horse and scheduler children, as a crash would."""
         if self.process and self.process.poll() is None:
-            self.process.kill()
+            import psutil
+
+            parent = psutil.Process(self.process.pid)
+            family = parent.children(recursive=True) + [parent]
+            for proc in family:
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
             self.process.wait(10)
 
     def stop(self):
@@ -240,8 +259,7 @@ class WorkerProcess:
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+                self.kill()
 
 
 @pytest.fixture

@@ -1,0 +1,216 @@
+"""Exactly one Desk ticket per request whatever fails: Desk errors, rate limits, lost responses, expired
+tokens, killed workers and a flushed Redis. Real worker processes, real Redis, the Desk sandbox over HTTP.
+"""
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from acebuddy import clock, tickets
+from acebuddy.bot.workflows import WORKFLOWS
+from acebuddy.extensions import db
+from acebuddy.models import Conversation, ConversationEvent, TicketAttempt, TicketRequest
+from acebuddy.redisconn import get_redis
+from acebuddy.sandbox.desk import desk_sandbox
+from tests.conftest import WorkerProcess, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def app(live_server):
+    app = live_server.app
+    # Short timeouts and backoff so faults play out in seconds; the logic is the production one.
+    app.config.update(DESK_TIMEOUT=2.0, DESK_LANDING_MARGIN=1.0, OUTBOX_BACKOFF_SCALE=0.1,
+                      SWEEP_INTERVAL=1, SWEEP_STALE_AFTER=2.0)
+    return app
+
+
+@pytest.fixture
+def workers(app):
+    started = []
+
+    def start(*args):
+        process = WorkerProcess(app, *args).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def request_ticket(app, n: int = 1) -> list[int]:
+    """Ticket requests as a finished workflow writes them (the job is queued on commit)."""
+    ids = []
+    with app.app_context():
+        for i in range(n):
+            conv = Conversation(salesiq_id=f"fault-{i}-{time.monotonic_ns()}", visitor_name="Pat Lee",
+                                visitor_email=f"pat{i}@example.com", visitor_id=f"v{i}", data={"model": "HP 404"},
+                                state={})
+            conv.open_key = conv.salesiq_id
+            db.session.add(conv)
+            db.session.flush()
+            ids.append(tickets.request_ticket(conv, WORKFLOWS["printer_issue"]).id)
+        db.session.commit()
+    return ids
+
+
+def state_of(app, request_id):
+    with app.app_context():
+        return db.session.get(TicketRequest, request_id).state
+
+
+def wait_created(app, request_ids, timeout=40):
+    wait_until(lambda: all(state_of(app, r) == "created" for r in request_ids), timeout=timeout)
+
+
+def desk_tickets_by_ref(app) -> dict:
+    counts = {}
+    for ticket in desk_sandbox(app).snapshot()["tickets"]:
+        ref = ticket["cf"].get("cf_acebuddy_ref")
+        counts[ref] = counts.get(ref, 0) + 1
+    return counts
+
+
+def assert_exactly_one_each(app, request_ids):
+    with app.app_context():
+        refs = [db.session.get(TicketRequest, r).ref for r in request_ids]
+    counts = desk_tickets_by_ref(app)
+    assert {ref: counts.get(ref, 0) for ref in refs} == {ref: 1 for ref in refs}
+
+
+def ticket_posts(app):
+    return [r for r in desk_sandbox(app).requests if r["method"] == "POST" and r["api_path"] == "/tickets"]
+
+
+def test_desk_503s_are_retried_into_one_ticket(app, workers):
+    desk_sandbox(app).fail_next("POST", "/tickets", count=2, status=503)
+    ids = request_ticket(app)
+    workers()
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+    assert len(ticket_posts(app)) == 3
+
+
+def test_no_call_inside_a_retry_after_window(app, workers):
+    store = desk_sandbox(app)
+    store.fail_next("POST", "/tickets", count=1, status=429, error_code="THRESHOLD_EXCEEDED", retry_after=3)
+    ids = request_ticket(app)
+    workers()
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+    calls = [(clock.parse_iso(r["at"]), r) for r in store.requests if "/api/v1/" in r["path"]]
+    refused_at = next(at for at, r in calls if r["status"] == 429)
+    later = [at for at, r in calls if at > refused_at]
+    assert later and min(later) >= refused_at + timedelta(seconds=3)
+
+
+def test_response_lost_after_the_commit_is_looked_up_not_recreated(app, workers):
+    desk_sandbox(app).commit_then_hang("POST", "/tickets", seconds=4)
+    ids = request_ticket(app)
+    workers()
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+    assert len(ticket_posts(app)) == 1
+    with app.app_context():
+        outcomes = [a.outcome for a in db.session.scalars(select(TicketAttempt).order_by(TicketAttempt.id))]
+        assert outcomes == ["unknown"]  # one POST; the retry looked it up by cf_acebuddy_ref instead
+        events = db.session.scalars(select(ConversationEvent.detail).where(ConversationEvent.kind == "ticket_created")).all()
+        assert len(events) == 1 and "(found)" in events[0]
+
+
+def test_dropped_connection_after_the_commit(app, workers):
+    desk_sandbox(app).commit_then_drop("POST", "/tickets")
+    ids = request_ticket(app)
+    workers()
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+    assert len(ticket_posts(app)) == 1
+
+
+def test_token_expiry_mid_run(app, workers):
+    ids = request_ticket(app, 2)
+    desk_sandbox(app).expire_tokens()
+    workers()
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+
+
+def test_worker_killed_before_the_create(app, workers):
+    store = desk_sandbox(app)
+    store.add_latency("GET", "/contacts/search", 30, count=1)  # the worker is stuck before the POST
+    ids = request_ticket(app)
+    first = workers()
+    wait_until(lambda: any(r["api_path"] == "/contacts/search" for r in store.requests), timeout=20)
+    first.kill()
+    workers()
+    workers("--cron")
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+
+
+def test_worker_killed_while_desk_holds_the_request(app, workers):
+    store = desk_sandbox(app)
+    store.add_latency("POST", "/tickets", 1.5, count=1)  # Desk commits after the worker is gone
+    ids = request_ticket(app)
+    first = workers()
+    wait_until(lambda: ticket_posts(app), timeout=20)
+    first.kill()
+    workers()
+    workers("--cron")
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+    assert len(ticket_posts(app)) == 1
+
+
+def test_worker_killed_after_desk_committed_before_we_did(app, workers):
+    store = desk_sandbox(app)
+    store.commit_then_hang("POST", "/tickets", seconds=30)
+    ids = request_ticket(app)
+    first = workers()
+    wait_until(lambda: desk_tickets_by_ref(app), timeout=20)
+    first.kill()
+    assert state_of(app, ids[0]) == "creating"
+    workers()
+    workers("--cron")
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+    assert len(ticket_posts(app)) == 1
+
+
+def test_flushed_redis_loses_no_request(app, workers):
+    ids = request_ticket(app, 3)
+    with app.app_context():
+        get_redis().flushdb()  # the queued jobs are gone, as after a restart without persistence
+    workers()
+    workers("--cron")
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+
+
+def test_permanent_failure_escalates_and_tells_everyone(app, workers, smtp_server):
+    desk_sandbox(app).fail_next("POST", "/tickets", count=1, status=422, error_code="INVALID_DATA")
+    ids = request_ticket(app)
+    workers()
+    wait_until(lambda: state_of(app, ids[0]) == "failed", timeout=30)
+    with app.app_context():
+        request = db.session.get(TicketRequest, ids[0])
+        assert request.conversation.status == "escalated"
+        assert "INVALID_DATA" in request.last_error
+    smtp_server.wait_for(1)
+    assert any("Ticket creation failed" in s for s in smtp_server.subjects())
+
+
+def test_many_requests_with_random_faults_end_in_one_ticket_each(app, workers):
+    store = desk_sandbox(app)
+    store.fail_next("POST", "/tickets", count=3, status=503)
+    store.fail_next("POST", "/contacts", count=2, status=500)
+    store.commit_then_hang("POST", "/tickets", seconds=4, count=2)
+    ids = request_ticket(app, 8)
+    workers()
+    workers()
+    workers("--cron")
+    wait_created(app, ids, timeout=60)
+    assert_exactly_one_each(app, ids)
