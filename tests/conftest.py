@@ -140,12 +140,10 @@ class SMTPSink:
     """A real SMTP server (aiosmtpd) that keeps what it receives; `refuse` makes it answer 4xx/5xx."""
 
     def __init__(self):
-        from aiosmtpd.controller import Controller
-
         self.messages = []
         self.refuse: dict[str, str] = {}  # recipient -> SMTP reply
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller = None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
@@ -159,11 +157,17 @@ class SMTPSink:
         return "250 Message accepted for delivery"
 
     def start(self):
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
         self.controller.start()
         return self
 
     def stop(self):
-        self.controller.stop()
+        """Stop listening (an outage); start() again on the same port ends it."""
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
 
     def subjects(self):
         return [m["message"]["Subject"] for m in self.messages]

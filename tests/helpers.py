@@ -97,3 +97,24 @@ def sign_in(client, email="agent@acebuddy.example", password="agent-password-1")
     page = client.get("/auth/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
     return client.post("/auth/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+def request_tickets(app, n: int = 1, workflow: str = "printer_issue") -> list[int]:
+    """Ticket requests as a finished workflow writes them (their jobs are queued on commit)."""
+    import time
+
+    from acebuddy import tickets
+    from acebuddy.bot.workflows import WORKFLOWS
+    from acebuddy.models import Conversation
+
+    ids = []
+    with app.app_context():
+        for i in range(n):
+            key = f"req-{i}-{time.monotonic_ns()}"
+            conv = Conversation(salesiq_id=key, open_key=key, visitor_name="Pat Lee", visitor_email=f"pat{i}@example.com",
+                                visitor_id=f"v{i}", data={"model": "HP 404"}, state={})
+            db.session.add(conv)
+            db.session.flush()
+            ids.append(tickets.request_ticket(conv, WORKFLOWS[workflow]).id)
+        db.session.commit()
+    return ids

@@ -1,19 +1,18 @@
 """Exactly one Desk ticket per request whatever fails: Desk errors, rate limits, lost responses, expired
 tokens, killed workers and a flushed Redis. Real worker processes, real Redis, the Desk sandbox over HTTP.
 """
-import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from acebuddy import clock, tickets
-from acebuddy.bot.workflows import WORKFLOWS
+from acebuddy import clock
 from acebuddy.extensions import db
-from acebuddy.models import Conversation, ConversationEvent, TicketAttempt, TicketRequest
+from acebuddy.models import ConversationEvent, TicketAttempt, TicketRequest
 from acebuddy.redisconn import get_redis
 from acebuddy.sandbox.desk import desk_sandbox
 from tests.conftest import WorkerProcess, wait_until
+from tests.helpers import request_tickets as request_ticket
 
 pytestmark = pytest.mark.slow
 
@@ -39,22 +38,6 @@ def workers(app):
     yield start
     for process in started:
         process.stop()
-
-
-def request_ticket(app, n: int = 1) -> list[int]:
-    """Ticket requests as a finished workflow writes them (the job is queued on commit)."""
-    ids = []
-    with app.app_context():
-        for i in range(n):
-            conv = Conversation(salesiq_id=f"fault-{i}-{time.monotonic_ns()}", visitor_name="Pat Lee",
-                                visitor_email=f"pat{i}@example.com", visitor_id=f"v{i}", data={"model": "HP 404"},
-                                state={})
-            conv.open_key = conv.salesiq_id
-            db.session.add(conv)
-            db.session.flush()
-            ids.append(tickets.request_ticket(conv, WORKFLOWS["printer_issue"]).id)
-        db.session.commit()
-    return ids
 
 
 def state_of(app, request_id):

@@ -1,0 +1,152 @@
+"""E-mail notifications: templates (hostile input escaped), headers, deterministic Message-IDs, delivery
+through a real SMTP server, refused addresses, and exactly-once rows."""
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from acebuddy import clock, mail, notifications
+from acebuddy.extensions import db
+from acebuddy.models import Account, Conversation, Customer, Message, Notification, TicketRequest
+from tests.conftest import build_app
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+def mail_app(tmp_path, redis_url, _external_schema, smtp_server):
+    app = build_app(tmp_path, redis_url, environ={"MAIL_PORT": str(smtp_server.port)})
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def make_ticket(priority="Medium", name=HOSTILE, workflow="printer_issue", status="Open") -> TicketRequest:
+    account = Account(name=f"Acme {HOSTILE}", poc_email="poc@acme.example")
+    customer = Customer(username="pat", email="pat@example.com", name=name, phone="555 0100", account=account)
+    conv = Conversation(salesiq_id="mail-1", open_key="mail-1", customer=customer, workflow=workflow,
+                        data={"model": HOSTILE, "connection": "Network / Wi-Fi"}, state={})
+    db.session.add_all([account, customer, conv])
+    db.session.flush()
+    db.session.add(Message(conversation=conv, role="customer", text=f"printer broken {HOSTILE}"))
+    request = TicketRequest(ref="AB-MAIL000001", conversation=conv, workflow=workflow, subject=f"Printer Issue - {name}",
+                            description="", priority=priority, ticket_status=status, due_at=clock.now() + timedelta(hours=4),
+                            contact_name=name, contact_email="pat@example.com", contact_phone="555 0100",
+                            state="created", desk_ticket_id="1892000000400001", desk_ticket_number="101",
+                            desk_web_url="https://desk.example/t/101", created_in_desk_at=clock.now())
+    db.session.add(request)
+    db.session.commit()
+    return request
+
+
+@pytest.mark.parametrize("kind", ["ticket_customer", "ticket_support", "ticket_poc", "escalation_support",
+                                  "ticket_failed_support"])
+def test_every_template_escapes_customer_text_in_html(mail_app, kind):
+    with mail_app.app_context():
+        request = make_ticket()
+        row = Notification(key=f"k-{kind}", kind=kind, channel="email", recipient="x@example.com",
+                           conversation=request.conversation, ticket_request=request)
+        message = mail.build(row)
+        assert "<script>" not in message.html and "onerror=alert" not in message.html.replace("onerror=alert(1)&gt;", "")
+        assert "&lt;script&gt;" in message.html
+        assert message.body and "<html" not in message.body
+        assert "101" in message.subject or kind in ("escalation_support", "ticket_failed_support", "ticket_support")
+
+
+def test_subjects_follow_the_seed(mail_app):
+    with mail_app.app_context():
+        request = make_ticket(name="John Doe")
+        subjects = {kind: mail.build(Notification(key=kind, kind=kind, channel="email", recipient="x@example.com",
+                                                  conversation=request.conversation, ticket_request=request)).subject
+                    for kind in ("ticket_customer", "ticket_support")}
+        assert subjects == {"ticket_customer": "Your Support Ticket #101", "ticket_support": "New Ticket - Printer Issue"}
+
+
+def test_customer_mail_carries_ticket_status_priority_eta_and_next_steps(mail_app):
+    with mail_app.app_context():
+        request = make_ticket(name="John Doe")
+        row = Notification(key="c", kind="ticket_customer", channel="email", recipient="pat@example.com",
+                           conversation=request.conversation, ticket_request=request)
+        body = mail.build(row).body
+        for text in ("Ticket ID: 1892000000400001", "Ticket #: 101", "Status: Open", "Priority: Medium",
+                     "ETA: 2-4 hours", "What happens next"):
+            assert text in body
+
+
+def test_support_mail_has_the_details_and_both_links(mail_app):
+    with mail_app.app_context():
+        request = make_ticket(name="John Doe")
+        row = Notification(key="s", kind="ticket_support", channel="email", recipient="team@example.com",
+                           conversation=request.conversation, ticket_request=request)
+        body = mail.build(row).body
+        for text in ("Customer: John Doe", "E-mail: pat@example.com", "Phone: 555 0100", "Priority: Medium",
+                     "https://desk.example/t/101", "/dashboard/conversations/", "Chat history", "printer broken"):
+            assert text in body
+
+
+def test_high_priority_and_escalations_are_marked_urgent_for_the_team_only(mail_app):
+    with mail_app.app_context():
+        request = make_ticket(priority="High", workflow="rdp_connection", name="John Doe")
+
+        def headers(kind):
+            return mail.build(Notification(key=kind, kind=kind, channel="email", recipient="x@example.com",
+                                           conversation=request.conversation, ticket_request=request)).extra_headers
+
+        assert headers("ticket_support")["Importance"] == "high"
+        assert headers("escalation_support")["X-Priority"].startswith("1")
+        assert "Importance" not in headers("ticket_customer")
+
+
+def test_message_id_is_deterministic_per_notification(mail_app):
+    with mail_app.app_context():
+        request = make_ticket()
+        row = Notification(key="AB-1:customer", kind="ticket_customer", channel="email", recipient="x@example.com",
+                           conversation=request.conversation, ticket_request=request)
+        first, second = mail.build(row).msgId, mail.build(row).msgId
+        other = mail.build(Notification(key="AB-1:support", kind="ticket_support", channel="email",
+                                        recipient="y@example.com", conversation=request.conversation,
+                                        ticket_request=request)).msgId
+        assert first == second != other and first.endswith("@acebuddy.example>")
+
+
+def test_ticket_notifications_are_delivered_once_over_smtp(mail_app, smtp_server):
+    with mail_app.app_context():
+        request = make_ticket(name="John Doe")
+        notifications.queue_ticket_notifications(request)
+        notifications.queue_ticket_notifications(request)  # asking twice queues once
+        db.session.commit()
+        rows = db.session.scalars(select(Notification).where(Notification.channel == "email")).all()
+        assert sorted(r.kind for r in rows) == ["ticket_customer", "ticket_poc", "ticket_support"]
+        for row in rows:
+            assert notifications.deliver(row.id) == "sent"
+            assert notifications.deliver(row.id) == "done"
+        smtp_server.wait_for(3)
+        assert sorted(m["to"][0] for m in smtp_server.messages) == ["pat@example.com", "poc@acme.example",
+                                                                     "support-team@acebuddy.example"]
+        assert all(db.session.get(Notification, r.id).sent_at for r in rows)
+
+
+def test_refused_address_is_recorded_not_retried(mail_app, smtp_server):
+    smtp_server.refuse["pat@example.com"] = "550 5.1.1 No such user"
+    with mail_app.app_context():
+        request = make_ticket()
+        notifications.queue_ticket_notifications(request)
+        db.session.commit()
+        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_customer"))
+        assert notifications.deliver(row.id) == "failed"
+        row = db.session.get(Notification, row.id)
+        assert row.state == "failed" and "550" in row.last_error and row.attempts == 1
+
+
+def test_smtp_down_is_retried_later(mail_app, smtp_server):
+    smtp_server.stop()
+    with mail_app.app_context():
+        request = make_ticket()
+        notifications.queue_ticket_notifications(request)
+        db.session.commit()
+        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_support"))
+        assert notifications.deliver(row.id) == "retry"
+        row = db.session.get(Notification, row.id)
+        assert row.state == "pending" and row.attempts == 1 and "SMTP" in row.last_error
+        assert db.session.scalar(select(func.count(Notification.id)).where(Notification.state == "sent")) == 0
