@@ -39,16 +39,19 @@ def create_app(test_config: dict | None = None, environ=None) -> Flask:
     extensions.mail.init_app(app)
 
     from . import models  # noqa: F401  (tables must be known to Flask-Migrate)
-    from . import auth, dashboard, health, sandbox, security
+    from . import auth, dashboard, health, manager, sandbox, security
     from .cli import register_commands
     from .desk.webhook import bp as desk_webhook_bp
+    from .knowledge import views as knowledge_views
     from .salesiq.webhook import bp as salesiq_bp
 
     app.register_blueprint(salesiq_bp)
     app.register_blueprint(desk_webhook_bp)
+    app.register_blueprint(knowledge_views.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(manager.bp)
     if app.config["DESK_SANDBOX"] or app.config["SALESIQ_SANDBOX"] or app.config.get("TESTING"):
         sandbox.register(app)
     security.init_app(app)

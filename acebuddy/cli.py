@@ -24,10 +24,14 @@ kb = AppGroup("kb", help="The knowledge base.")
 intents_cli = AppGroup("intents", help="Intent routing.")
 demo = AppGroup("demo", help="Demo data for `make run`.")
 jobs_cli = AppGroup("outbox", help="The ticket and notification outbox.")
+desk_cli = AppGroup("desk", help="Zoho Desk.")
+# The custom fields every ticket carries (CONTRACT.md "Zoho Desk ticket fields written").
+REQUIRED_CUSTOM_FIELDS = ("cf_salesiq_chat_id", "cf_salesiq_visitor_id", "cf_automation_source", "cf_workflow_type",
+                          "cf_acebuddy_ref")
 
 
 def register_commands(app: Flask) -> None:
-    for group in (agents, customers, kb, intents_cli, demo, jobs_cli):
+    for group in (agents, customers, kb, intents_cli, demo, jobs_cli, desk_cli):
         app.cli.add_command(group)
 
 
@@ -151,3 +155,48 @@ def outbox_sweep():
     from . import notifications, tickets
 
     click.echo(json.dumps({"tickets": tickets.sweep(), "notifications": notifications.sweep()}))
+
+
+@desk_cli.command("check")
+def desk_check():
+    """Verify the Zoho credentials, organisation, department and custom fields; print what to fix."""
+    from flask import current_app
+
+    from .desk import desk_client
+    from .desk.errors import AuthError, ZohoError
+
+    config = current_app.config
+    client = desk_client()
+    problems = []
+
+    def step(label, action):
+        try:
+            result = action()
+        except AuthError as exc:
+            problems.append(f"{label}: Zoho refused the credentials ({exc}). Check ZOHO_CLIENT_ID, "
+                            "ZOHO_CLIENT_SECRET, ZOHO_REFRESH_TOKEN and that ZOHO_DC is your data centre.")
+        except ZohoError as exc:
+            problems.append(f"{label}: {exc}")
+        else:
+            click.echo(f"ok   {label}")
+            return result
+        click.echo(f"FAIL {label}")
+        return None
+
+    orgs = step("credentials and organisations", client.list_organizations)
+    if orgs is not None and str(config["ZOHO_ORG_ID"]) not in {str(o.id) for o in orgs}:
+        problems.append(f"ZOHO_ORG_ID {config['ZOHO_ORG_ID']} is not one of this token's organisations: "
+                        + ", ".join(f"{o.id} ({o.company_name})" for o in orgs))
+    if orgs is not None:
+        department = step("department ZOHO_DEPARTMENT_ID", lambda: client.get_department(str(config["ZOHO_DEPARTMENT_ID"])))
+        if department is not None and not department.is_enabled:
+            problems.append(f"department {department.id} ({department.name}) is disabled")
+        missing = step("ticket custom fields", lambda: client.missing_custom_fields(REQUIRED_CUSTOM_FIELDS))
+        if missing:
+            problems.append("create these ticket custom fields in Desk (Setup > Layouts and Fields > Tickets), "
+                            "as single-line text: " + ", ".join(missing))
+    if problems:
+        for problem in problems:
+            click.echo(f"- {problem}", err=True)
+        raise click.ClickException(f"{len(problems)} problem(s) to fix")
+    click.echo("Zoho Desk is ready for AceBuddy.")

@@ -53,6 +53,9 @@ def main() -> int:
         subprocess.Popen([sys.executable, os.path.join(ROOT, "worker.py")], env=env, cwd=ROOT),
         subprocess.Popen([sys.executable, os.path.join(ROOT, "worker.py"), "--cron"], env=env, cwd=ROOT),
     ]
+    from .bot.engine import warm_up
+
+    warm_up(app)
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

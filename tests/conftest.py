@@ -47,6 +47,7 @@ def _external_schema():
     with app.app_context():
         db.drop_all()
         db.create_all()
+        db.engine.dispose()
     yield
 
 

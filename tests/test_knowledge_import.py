@@ -5,7 +5,8 @@ import textwrap
 import pytest
 
 from acebuddy.extensions import db
-from acebuddy.knowledge import ArticleFormatError, import_directory, parse_article, search
+from acebuddy.knowledge import ArticleFormatError, import_directory, parse_article
+from acebuddy.knowledge.search import search
 from acebuddy.models import Article
 
 DEMO_KB = os.path.join(os.path.dirname(os.path.dirname(__file__)), "acebuddy", "demo_data", "kb")

@@ -13,7 +13,7 @@ from ..salesiq.responses import BotReply
 from . import flow, intents, phrases, verification
 from .workflows import WORKFLOWS
 
-# Routing thresholds on the classifier's confidence (docs/PERFORMANCE.md shows the calibration).
+# Routing thresholds on the classifier's confidence (docs/performance/intents.md shows the calibration).
 START_AT = 0.55  # start the workflow straight away
 CLARIFY_AT = 0.30  # below START_AT but above this: ask "do you mean ...?"
 MAX_NOT_UNDERSTOOD = 3
@@ -23,6 +23,17 @@ MAX_NOT_UNDERSTOOD = 3
 class Turn:
     reply: BotReply
     ticket: TicketRequest | None = None
+
+
+def warm_up(app) -> None:
+    """Build the intent model and the knowledge index in the background at start-up, so no customer
+    waits for either (called from wsgi.py and the demo launcher, not from create_app)."""
+    import threading
+
+    from ..knowledge.search import warm
+
+    threading.Thread(target=intents.warm_up, name="intents-warm", daemon=True).start()
+    warm(app)
 
 
 def expects_secret(conv: Conversation) -> bool:
