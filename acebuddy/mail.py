@@ -26,6 +26,10 @@ SUBJECTS = {
     "ticket_poc": "Support ticket #{number} for {customer} - {workflow}",
     "escalation_support": "Chat escalated - {workflow} - {customer}",
     "ticket_failed_support": "Ticket creation failed - {workflow} - {customer}",
+    "sla_warning": "SLA warning - {workflow} ticket for {customer}",
+    "sla_breach": "SLA breached - {workflow} ticket for {customer}",
+    "sla_response_warning": "SLA warning - chat waiting for a person - {customer}",
+    "sla_response_breach": "SLA breached - chat not answered - {customer}",
 }
 
 

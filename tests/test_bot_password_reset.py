@@ -34,7 +34,6 @@ def test_password_reset_happy_path_files_a_medium_ticket(app, chat):
     assert "verified" in chat.text
     assert chat.last["input"]["type"] == "select"
     chat.say("Remote desktop / Windows sign-in")
-    chat.say("E-mail on file")
     assert "Shall I create" in chat.text and chat.last["suggestions"][0].startswith("Yes")
     chat.say("Yes, create the ticket")
     assert "logging your request" in chat.text
@@ -136,7 +135,6 @@ def test_verified_customer_skips_verification_in_a_second_workflow(app, chat):
     chat.say("john.doe")
     chat.say("1234")
     chat.say("E-mail")
-    chat.say("E-mail on file")
     chat.say("Yes")
     chat.say("my account is locked out")
     assert "username" not in chat.text.lower()
@@ -171,7 +169,6 @@ def test_due_date_follows_the_clock(app, chat, monkeypatch):
     chat.say("john.doe")
     chat.say("1234")
     chat.say("QuickBooks")
-    chat.say("Call me back")
     chat.say("yes")
     with app.app_context():
         assert db.session.scalar(select(TicketRequest)).due_at == fixed + timedelta(hours=4)

@@ -64,6 +64,12 @@ def shown(groups):
     return [[label, *map(str, counts), "—" if pct is None else f"{pct:.1f}%"] for label, *counts, pct in groups]
 
 
+def short(client, rows):
+    """Live rows with escalations named as in the fixture week (E6) rather than by their reference."""
+    names = {f"conv{conv_id}": name for name, conv_id in client.conversation_ids.items() if name.startswith("E")}
+    return [(names.get(ref.split(":")[0], ref), status) for ref, status in rows]
+
+
 @pytest.fixture
 def manager_client(app, client, monkeypatch):
     monkeypatch.setattr(clock, "now", lambda: NOW)
@@ -97,10 +103,9 @@ def test_only_managers_see_the_sla_link(app, client):
         make_user("boss@acebuddy.example", password="boss-password-1", role="manager", name="Bea Boss")
     sign_in(client)
     assert 'href="/manager/"' not in client.get("/dashboard/").get_data(as_text=True)
-    client.post("/auth/logout", data={"csrf_token": re.search(
-        r'name="csrf_token" value="([^"]+)"', client.get("/dashboard/").get_data(as_text=True)).group(1)})
-    sign_in(client, "boss@acebuddy.example", "boss-password-1")
-    assert 'href="/manager/"' in client.get("/dashboard/").get_data(as_text=True)
+    manager = app.test_client()
+    sign_in(manager, "boss@acebuddy.example", "boss-password-1")
+    assert 'href="/manager/"' in manager.get("/dashboard/").get_data(as_text=True)
 
 
 def test_the_page_shows_the_weeks_figures_exactly(manager_client):
@@ -109,8 +114,7 @@ def test_the_page_shows_the_weeks_figures_exactly(manager_client):
     page = Page(response.get_data(as_text=True))
     assert page.tables == {section: shown(groups) for section, groups in EXPECTED.items()}
     assert page.bars == list(EXPECTED_BREACHES)
-    assert [(ref.removeprefix("conv"), status) for ref, status in page.live][:1] == [("AB-T6", "breached")]
-    assert len(page.live) == len(EXPECTED_LIVE)
+    assert short(manager_client, page.live) == EXPECTED_LIVE
 
 
 def test_the_page_is_served_under_the_csp_without_inline_styles_or_scripts(manager_client):
@@ -123,20 +127,17 @@ def test_the_page_is_served_under_the_csp_without_inline_styles_or_scripts(manag
 def test_the_live_list_refreshes_as_a_fragment(manager_client):
     response = manager_client.get("/manager/live", headers={"HX-Request": "true"})
     html = response.get_data(as_text=True)
-    assert html.lstrip().startswith("{#") is False and '<div id="live"' in html and "<html" not in html
+    assert html.lstrip().startswith('<div id="live"') and "<html" not in html
     assert 'hx-trigger="every 5s"' in html
-    ids = manager_client.conversation_ids
-    refs = [ref if ref.startswith("AB-") else f"E{[k for k, v in ids.items() if k.startswith('E') and ref.startswith(f'conv{v}:')][0][1:]}"
-            for ref, _ in Page(html).live]
-    assert list(zip(refs, (s for _, s in Page(html).live))) == EXPECTED_LIVE
+    assert short(manager_client, Page(html).live) == EXPECTED_LIVE
     assert "1 d 23 h overdue" in html and "(On Hold)" in html
-    assert f'href="/dashboard/conversations/{ids["T6"]}"' in html
+    assert f'href="/dashboard/conversations/{manager_client.conversation_ids["T6"]}"' in html
 
 
 def test_the_figures_region_refreshes_as_a_fragment(manager_client):
     response = manager_client.get(f"/manager/?{WEEK_ARGS}", headers={"HX-Request": "true"})
     html = response.get_data(as_text=True)
-    assert response.headers["Vary"] == "HX-Request"
+    assert "HX-Request" in response.headers["Vary"]
     assert html.lstrip().startswith('<div id="report"') and "<html" not in html
     assert Page(html).tables["tickets by priority"] == shown(EXPECTED["tickets by priority"])
 

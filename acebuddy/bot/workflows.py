@@ -95,9 +95,8 @@ WORKFLOWS: dict[str, Workflow] = {
             "password_reset", "Password Reset", "Medium", verify=True, tags=("password",),
             intro="I can help you reset your password.",
             steps=(
+                # The engineer sends a one-time reset link to the e-mail on file (never a password).
                 _choice("system", "Which password do you need reset?", "System", SYSTEMS),
-                _choice("delivery", "How should we get the one-time reset link to you?", "Send the link by",
-                        ("E-mail on file", "Text message to my phone", "Call me back")),
             ),
         ),
         Workflow(

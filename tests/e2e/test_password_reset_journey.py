@@ -28,7 +28,7 @@ def say(server, chat_id: str, text: str, n: int) -> dict:
 
 
 def run_password_reset(server, chat_id: str) -> dict:
-    lines = ["I forgot my password", "john.doe", "1234", "Remote desktop / Windows sign-in", "E-mail on file",
+    lines = ["I forgot my password", "john.doe", "1234", "Remote desktop / Windows sign-in",
              "Yes, create the ticket"]
     reply = None
     for n, line in enumerate(lines):
