@@ -89,6 +89,16 @@ def is_queued(func, object_id: int, *, started_grace: float, late_grace: float =
     return False
 
 
+def requeue_missing(func, object_ids, *, started_grace: float) -> int:
+    """The sweep's step: queue `func(id)` for every row whose job is neither waiting nor running."""
+    queued = 0
+    for object_id in object_ids:
+        if not is_queued(func, object_id, started_grace=started_grace):
+            enqueue(func, object_id)
+            queued += 1
+    return queued
+
+
 def after_commit(func, object_id: int, *, at: datetime | None = None) -> None:
     db.session.info.setdefault("acebuddy_after_commit", []).append((func, object_id, at))
 

@@ -208,9 +208,4 @@ def sweep() -> int:
             | ((Notification.state == N_SENDING) & (Notification.updated_at < now - timedelta(seconds=SENDING_LEASE))),
         )
     ).all()
-    queued = 0
-    for notification_id in rows:
-        if not jobs.is_queued(jobs.deliver_notification, notification_id, started_grace=SENDING_LEASE):
-            jobs.enqueue(jobs.deliver_notification, notification_id)
-            queued += 1
-    return queued
+    return jobs.requeue_missing(jobs.deliver_notification, rows, started_grace=SENDING_LEASE)

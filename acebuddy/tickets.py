@@ -306,9 +306,4 @@ def sweep() -> int:
     # (the attempt counter and the landing window keep a second run from creating twice).
     config = current_app.config
     run_time = 3 * config["DESK_TIMEOUT"] + config["DESK_LANDING_MARGIN"]
-    queued = 0
-    for request_id in rows:
-        if not jobs.is_queued(jobs.create_ticket, request_id, started_grace=run_time):
-            jobs.enqueue(jobs.create_ticket, request_id)
-            queued += 1
-    return queued
+    return jobs.requeue_missing(jobs.create_ticket, rows, started_grace=run_time)

@@ -6,31 +6,15 @@ from email.message import EmailMessage
 
 import pytest
 
-from acebuddy.extensions import db
-from acebuddy.models import User
+from tests import helpers
 from acebuddy.sandbox.mailcatcher import HTML_PART_POLICY, MailCatcher, maildir_path, read_messages
 
 
 def sign_in(app, client):
-    """Flask-Login's real session handling, through a test-only route (see tests/test_simulator.py)."""
-    from flask_login import login_user
-
-    from acebuddy.extensions import csrf
-
+    """An agent signed in through the real sign-in form."""
     with app.app_context():
-        user = User(email="agent@acebuddy.test", name="Alex Agent", role="agent")
-        user.password_hash = "!"  # signs in below without a password; hashing one is slow
-        db.session.add(user)
-        db.session.commit()
-        user_id = user.id
-
-    def test_login():
-        login_user(db.session.get(User, user_id))
-        return "signed in"
-
-    app.add_url_rule("/_test/sign-in", "test_sign_in", test_login, methods=["POST"])
-    csrf.exempt(test_login)
-    assert client.post("/_test/sign-in").status_code == 200
+        helpers.make_user()
+    assert helpers.sign_in(client).status_code == 302
     return client
 
 

@@ -12,8 +12,7 @@ from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 from acebuddy.config import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_REFRESH_TOKEN, SANDBOX_SALESIQ_SCREEN
-from acebuddy.extensions import db
-from acebuddy.models import User
+from tests import helpers
 from acebuddy.salesiq import signature
 from acebuddy.sandbox.salesiq import get_store
 
@@ -99,29 +98,10 @@ def _meta_csrf(html: str) -> str:
 
 
 def sign_in(app, client):
-    """Signs a dashboard agent in through Flask-Login's real session handling.
-
-    The sign-in form cannot be used yet: its Email() validator needs the email_validator package,
-    which requirements.txt lacks. This test-only route calls login_user() for the test client.
-    """
-    from flask_login import login_user
-
+    """An agent signed in through the real sign-in form."""
     with app.app_context():
-        user = User(email="agent@acebuddy.test", name="Alex Agent", role="agent")
-        user.password_hash = "!"  # signs in below without a password; hashing one is slow
-        db.session.add(user)
-        db.session.commit()
-        user_id = user.id
-
-    def test_login():
-        login_user(db.session.get(User, user_id))
-        return "signed in"
-
-    app.add_url_rule("/_test/sign-in", "test_sign_in", test_login, methods=["POST"])
-    from acebuddy.extensions import csrf
-
-    csrf.exempt(test_login)
-    assert client.post("/_test/sign-in").status_code == 200
+        helpers.make_user()
+    assert helpers.sign_in(client).status_code == 302
     return client
 
 
