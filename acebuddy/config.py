@@ -174,6 +174,17 @@ class Config:
             "support-team@acebuddy.example" if self.DEMO_MODE else None
         )
 
+        # Knowledge answers composed by a language model, OpenAI-compatible (docs/llm.md); off when unset.
+        # LLM_TIMEOUT is the whole call's budget: the SalesIQ answer must leave within 5 s.
+        self.LLM_API_URL = (env.get("LLM_API_URL") or "").rstrip("/") or None  # includes /v1
+        self.LLM_API_KEY = env.get("LLM_API_KEY") or None
+        self.LLM_MODEL = env.get("LLM_MODEL") or None
+        self.LLM_TIMEOUT = _float(env, "LLM_TIMEOUT", 4.0)
+        if self.LLM_API_URL and not self.LLM_MODEL:
+            raise ConfigError("LLM_MODEL is required when LLM_API_URL is set")
+        if self.LLM_TIMEOUT <= 0:
+            raise ConfigError(f"LLM_TIMEOUT must be more than 0 seconds, got {self.LLM_TIMEOUT}")
+
         # SLA policy, business-hours calendar and breach alerts (docs/sla.md).
         try:
             self.SLA_POLICY = policy_from_env(env)

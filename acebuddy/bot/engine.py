@@ -136,7 +136,13 @@ def _knowledge_answer(conv: Conversation, text: str, result) -> Turn | None:
     conv.state = {**conv.state, "not_understood": 0}
     conversations.record_event(conv, "kb_answer", f"{hit.slug} {confidence:.2f}")
     link = f"{current_app.config['PUBLIC_URL']}/kb/{hit.slug}"
-    return Turn(BotReply([hit.extract, f"📄 {hit.title}: {link}", "Did this help?"], suggestions=["Yes", "No"]))
+    answer = hit.extract
+    if current_app.config.get("LLM_API_URL"):
+        from ..knowledge.compose import compose_answer
+
+        identity = (conv.visitor_name, conv.visitor_email, conv.visitor_phone)
+        answer = compose_answer(text, [hit], identity=identity) or hit.extract
+    return Turn(BotReply([answer, f"📄 {hit.title}: {link}", "Did this help?"], suggestions=["Yes", "No"]))
 
 
 def _not_understood(conv: Conversation) -> Turn:
