@@ -1,0 +1,204 @@
+"""Live events for the dashboard: every committed change to a conversation is published on a Redis
+channel, and each open dashboard page holds a server-sent-event stream that turns those notices into
+htmx triggers (the page then fetches the fragments it shows).
+
+Publishing hangs off SQLAlchemy's session events, so every writer (webhook, worker, dashboard, CLI)
+publishes without knowing this module exists: `after_flush` collects the conversations touched,
+`after_commit` publishes them. A notice carries ids only, never content.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import redis
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session
+
+from .models import ESCALATED, Conversation, ConversationEvent, Message, Notification, TicketAttempt, TicketRequest
+from .redisconn import get_redis
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "acebuddy:live"
+EXTENSION = "acebuddy_live"
+_PENDING = "acebuddy_live"
+# After a failed publish, skip publishing this long: a commit must never wait on a dead Redis twice.
+BREAKER_SECONDS = 10.0
+# Notices arriving this close together go out as one event per kind (a webhook turn commits twice).
+COALESCE_SECONDS = 0.02
+HEARTBEAT_SECONDS = 15.0
+# A stream ends after this long and the browser reconnects: no thread is held forever, and a
+# restarted web process sheds its old streams.
+STREAM_SECONDS = 300.0
+RECONNECT_MS = 1000
+
+_installed = False
+
+
+def init_app(app: Flask) -> None:
+    """Install the session listeners (once per process) and note the app's settings."""
+    global _installed
+    app.extensions.setdefault(EXTENSION, {"down_until": 0.0})
+    if not _installed:
+        event.listen(Session, "after_flush", _collect)
+        event.listen(Session, "after_commit", _publish_committed)
+        event.listen(Session, "after_rollback", _forget_rolled_back)
+        _installed = True
+
+
+def _conversation_of(session: Session, obj) -> int | None:
+    if isinstance(obj, Conversation):
+        return obj.id
+    if isinstance(obj, (Message, ConversationEvent, TicketRequest, Notification)):
+        return obj.conversation_id
+    if isinstance(obj, TicketAttempt):
+        # No SQL inside a flush: the attempt's ticket request is normally loaded already.
+        key = inspect(TicketRequest).identity_key_from_primary_key([obj.ticket_request_id])
+        request = session.identity_map.get(key)
+        return request.conversation_id if request is not None else None
+    return None
+
+
+def _newly_escalated(obj) -> bool:
+    if not isinstance(obj, Conversation):
+        return False
+    history = inspect(obj).attrs.status.history
+    return ESCALATED in (history.added or ())
+
+
+def _collect(session: Session, _flush_context) -> None:
+    pending = session.info.setdefault(_PENDING, {"c": set(), "e": set()})
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        try:
+            conversation_id = _conversation_of(session, obj)
+        except Exception:  # never let the dashboard's bookkeeping break a writer's flush
+            log.exception("live: could not read the conversation of %s", type(obj).__name__)
+            continue
+        if conversation_id is None:
+            continue
+        pending["c"].add(conversation_id)
+        if _newly_escalated(obj):
+            pending["e"].add(conversation_id)
+
+
+def _forget_rolled_back(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: the outer transaction may still commit
+        return
+    session.info.pop(_PENDING, None)
+
+
+def _publish_committed(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
+    pending = session.info.pop(_PENDING, None)
+    if not pending or not pending["c"] or not has_app_context():
+        return
+    publish(sorted(pending["c"]), sorted(pending["e"]))
+
+
+def publish(conversation_ids, escalated_ids=(), app: Flask | None = None) -> bool:
+    """Tell every open dashboard that these conversations changed; False when Redis is away."""
+    app = app or current_app._get_current_object()
+    state = app.extensions.setdefault(EXTENSION, {"down_until": 0.0})
+    if time.monotonic() < state["down_until"]:
+        return False
+    notice = json.dumps({"c": list(conversation_ids), "e": list(escalated_ids)}, separators=(",", ":"))
+    try:
+        get_redis(app).publish(CHANNEL, notice)
+    except (redis.RedisError, OSError) as exc:
+        state["down_until"] = time.monotonic() + BREAKER_SECONDS
+        log.warning("live: could not publish (%s); dashboards fall back to polling", exc)
+        return False
+    return True
+
+
+def _parse(data) -> tuple[set[int], set[int]]:
+    try:
+        notice = json.loads(data)
+        return ({int(i) for i in notice.get("c", [])}, {int(i) for i in notice.get("e", [])})
+    except (TypeError, ValueError, AttributeError):
+        return set(), set()
+
+
+def events_for(changed: set[int], escalated: set[int], conversation_id: int | None) -> list[tuple[str, str]]:
+    """The SSE events one page gets for a batch of notices: (event name, data)."""
+    out = []
+    if changed:
+        out.append(("conversations", str(len(changed))))
+    if conversation_id is not None and conversation_id in changed:
+        out.append(("conversation", str(conversation_id)))
+    if escalated:
+        out.append(("escalation", ",".join(str(i) for i in sorted(escalated))))
+    return out
+
+
+def format_event(name: str, data: str) -> str:
+    return f"event: {name}\ndata: {data}\n\n"
+
+
+class EventStream:
+    """One browser's stream. Subscribed on creation, so nothing committed after the page asked for it is
+    missed; `close()` (called by the WSGI server when the client goes) releases the Redis connection."""
+
+    def __init__(self, client: redis.Redis, *, conversation_id: int | None = None,
+                 heartbeat: float = HEARTBEAT_SECONDS, lifetime: float = STREAM_SECONDS):
+        self.conversation_id = conversation_id
+        self.heartbeat = heartbeat
+        self.lifetime = lifetime
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(CHANNEL)
+
+    def __iter__(self):
+        return self._events()
+
+    def _events(self):
+        yield f"retry: {RECONNECT_MS}\n: connected\n\n"
+        started = last = time.monotonic()
+        try:
+            while time.monotonic() - started < self.lifetime:
+                message = self.pubsub.get_message(timeout=min(1.0, self.heartbeat))
+                now = time.monotonic()
+                if message is None:
+                    if now - last >= self.heartbeat:
+                        last = now
+                        yield ": keep-alive\n\n"
+                    continue
+                changed, escalated = _parse(message.get("data"))
+                deadline = now + COALESCE_SECONDS
+                while True:
+                    more = self.pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+                    if more is None:
+                        break
+                    extra_changed, extra_escalated = _parse(more.get("data"))
+                    changed |= extra_changed
+                    escalated |= extra_escalated
+                chunk = "".join(format_event(name, data) for name, data in
+                                events_for(changed, escalated, self.conversation_id))
+                if chunk:
+                    last = time.monotonic()
+                    yield chunk
+        except (redis.RedisError, OSError) as exc:
+            # The browser reconnects after RECONNECT_MS and polls meanwhile.
+            log.warning("live: stream ended by Redis error: %s", exc)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self.pubsub.close()
+        except (redis.RedisError, OSError):  # pragma: no cover - closing a broken connection
+            pass
+
+
+def stream(conversation_id: int | None = None, app: Flask | None = None) -> EventStream:
+    """A subscribed event stream for one page (the conversation page passes its id)."""
+    app = app or current_app._get_current_object()
+    return EventStream(
+        get_redis(app),
+        conversation_id=conversation_id,
+        heartbeat=float(app.config.get("LIVE_HEARTBEAT_SECONDS") or HEARTBEAT_SECONDS),
+        lifetime=float(app.config.get("LIVE_STREAM_SECONDS") or STREAM_SECONDS),
+    )

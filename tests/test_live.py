@@ -1,0 +1,200 @@
+"""Live events: commits publish the conversations they touched on Redis (from any writer, the worker
+included), and the dashboard's event stream turns those notices into server-sent events."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import redis
+from sqlalchemy import select
+
+from acebuddy import clock, jobs, live
+from acebuddy.extensions import db
+from acebuddy.models import AGENT, ESCALATED, Conversation, Message
+from acebuddy.redisconn import get_redis
+from tests.conftest import wait_until
+from tests.helpers import Chat
+from tests.test_dashboard import login_as, make_agent
+
+
+class Listener:
+    """A Redis subscriber to the live channel, as the dashboard's stream is."""
+
+    def __init__(self, app):
+        self.pubsub = get_redis(app).pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(live.CHANNEL)
+
+    def notices(self, timeout: float = 1.0) -> list[dict]:
+        found, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.pubsub.get_message(timeout=0.05)
+            if message is not None:
+                found.append(json.loads(message["data"]))
+            elif found:
+                break
+        return found
+
+    def close(self):
+        self.pubsub.close()
+
+
+def _conversation(**fields) -> Conversation:
+    conv = Conversation(salesiq_id=fields.pop("salesiq_id", "live-1"), open_key=fields.pop("open_key", "live-1"),
+                        data={}, state={}, **fields)
+    db.session.add(conv)
+    db.session.commit()
+    return conv
+
+
+def test_a_commit_publishes_the_conversations_it_touched(app_ctx):
+    listener = Listener(app_ctx)
+    try:
+        conv = _conversation()
+        first = listener.notices()
+        assert first == [{"c": [conv.id], "e": []}]
+
+        db.session.add(Message(conversation_id=conv.id, role="customer", text="hello"))
+        db.session.commit()
+        assert listener.notices() == [{"c": [conv.id], "e": []}]
+    finally:
+        listener.close()
+
+
+def test_a_rollback_publishes_nothing(app_ctx):
+    conv = _conversation()
+    listener = Listener(app_ctx)
+    try:
+        db.session.add(Message(conversation_id=conv.id, role="customer", text="never kept"))
+        db.session.flush()
+        db.session.rollback()
+        assert listener.notices(timeout=0.3) == []
+    finally:
+        listener.close()
+
+
+def test_a_new_escalation_is_flagged_but_other_status_changes_are_not(app_ctx):
+    conv = _conversation()
+    listener = Listener(app_ctx)
+    try:
+        conv.status = ESCALATED
+        db.session.commit()
+        assert listener.notices() == [{"c": [conv.id], "e": [conv.id]}]
+        conv.status = AGENT
+        db.session.commit()
+        assert listener.notices() == [{"c": [conv.id], "e": []}]
+    finally:
+        listener.close()
+
+
+def test_the_webhook_publishes_without_knowing_about_the_dashboard(app, client):
+    listener = Listener(app)
+    try:
+        Chat(client, "live-hook").say("talk to a person")
+        notices = listener.notices()
+        with app.app_context():
+            conv = db.session.scalar(select(Conversation).where(Conversation.salesiq_id == "live-hook"))
+        assert notices and all(n["c"] == [conv.id] for n in notices)
+        assert any(n["e"] == [conv.id] for n in notices)
+    finally:
+        listener.close()
+
+
+def test_events_for_a_page():
+    assert live.events_for({1, 2}, set(), None) == [("conversations", "2")]
+    assert live.events_for({1, 2}, set(), 2) == [("conversations", "2"), ("conversation", "2")]
+    assert live.events_for({1}, {1}, 5) == [("conversations", "1"), ("escalation", "1")]
+    assert live.events_for(set(), set(), 1) == []
+
+
+def test_the_stream_sends_events_for_its_conversation_only(app_ctx):
+    stream = live.stream(conversation_id=7)
+    events = iter(stream)
+    try:
+        assert next(events).startswith("retry: ")
+        live.publish([3], [])
+        assert next(events) == "event: conversations\ndata: 1\n\n"
+        live.publish([7], [7])
+        assert next(events) == ("event: conversations\ndata: 1\n\nevent: conversation\ndata: 7\n\n"
+                                "event: escalation\ndata: 7\n\n")
+    finally:
+        stream.close()
+
+
+def test_notices_close_together_go_out_as_one_event(app_ctx):
+    stream = live.stream(conversation_id=None)
+    events = iter(stream)
+    try:
+        next(events)
+        live.publish([1], [])
+        live.publish([2], [])
+        assert next(events) == "event: conversations\ndata: 2\n\n"
+    finally:
+        stream.close()
+
+
+def test_the_stream_sends_keep_alives_and_ends_after_its_lifetime(app_ctx):
+    app_ctx.config.update(LIVE_HEARTBEAT_SECONDS=0.2, LIVE_STREAM_SECONDS=0.7)
+    stream = live.stream()
+    started = time.monotonic()
+    chunks = list(stream)
+    assert chunks[0].startswith("retry: ") and ": keep-alive\n\n" in chunks
+    assert time.monotonic() - started < 3
+
+
+def test_the_stream_route_needs_sign_in_and_streams_events(app, client):
+    login_as(app, client, make_agent(app))
+    anonymous = app.test_client().get("/dashboard/events", headers={"Accept": "text/event-stream"})
+    assert anonymous.status_code == 401 and anonymous.headers["HX-Redirect"].startswith("/auth/login")
+
+    response = client.get("/dashboard/events?conversation=5", buffered=False)
+    try:
+        assert response.status_code == 200
+        assert response.mimetype == "text/event-stream" and response.headers["Cache-Control"] == "no-cache"
+        chunks = iter(response.response)
+        assert next(chunks).startswith(b"retry: ")
+        with app.app_context():
+            live.publish([5], [])
+        assert next(chunks) == b"event: conversations\ndata: 1\n\nevent: conversation\ndata: 5\n\n"
+    finally:
+        response.close()
+
+
+def test_the_stream_route_answers_503_when_redis_is_away(app, client):
+    login_as(app, client, make_agent(app))
+    app.extensions["acebuddy_redis"] = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    response = client.get("/dashboard/events")
+    assert response.status_code == 503 and "refreshes itself" in response.get_data(as_text=True)
+
+
+def test_a_commit_succeeds_when_redis_is_away_and_later_commits_do_not_wait(app_ctx):
+    conv = _conversation()
+    app_ctx.extensions["acebuddy_redis"] = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    db.session.add(Message(conversation_id=conv.id, role="customer", text="still stored"))
+    db.session.commit()
+    assert app_ctx.extensions[live.EXTENSION]["down_until"] > time.monotonic()
+    started = time.monotonic()
+    for n in range(5):
+        db.session.add(Message(conversation_id=conv.id, role="customer", text=f"line {n}"))
+        db.session.commit()
+    assert time.monotonic() - started < 0.5
+    assert db.session.scalar(select(db.func.count(Message.id))) == 6
+
+
+def test_a_worker_process_publishes_its_commits(live_server, worker_process):
+    """The idle-close job, run by a real worker, closes a conversation; the notice comes from the worker."""
+    app = live_server.app
+    with app.app_context():
+        conv = _conversation(last_message_at=clock.now() - timedelta(hours=2))
+        conv_id = conv.id
+    listener = Listener(app)
+    try:
+        worker_process.start()
+        with app.app_context():
+            jobs.get_queue().enqueue(jobs.close_idle_conversations)
+        notices = wait_until(lambda: listener.notices(timeout=0.2), timeout=30)
+        assert {"c": [conv_id], "e": []} in notices
+        with app.app_context():
+            assert db.session.get(Conversation, conv_id).close_reason == "inactivity"
+    finally:
+        listener.close()
