@@ -55,6 +55,11 @@ def create_app(test_config: dict | None = None, environ=None) -> Flask:
     if app.config["DESK_SANDBOX"] or app.config["SALESIQ_SANDBOX"] or app.config.get("TESTING"):
         sandbox.register(app)
     security.init_app(app)
+    if app.config["PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     register_commands(app)
     return app
 

@@ -93,6 +93,9 @@ class Config:
         self.REDIS_URL = env.get("REDIS_URL") or None  # None: embedded Redis under instance/
         self.SECRET_KEY = env.get("SECRET_KEY") or None
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO")
+        # Behind an HTTPS proxy or load balancer: how many proxies' X-Forwarded-* headers to trust
+        # (client addresses for login throttling, https for links and cookies).
+        self.PROXY_COUNT = _int(env, "PROXY_COUNT", 0)
 
         # Zoho OAuth, shared by Desk and SalesIQ REST
         self.ZOHO_DC = (env.get("ZOHO_DC") or "us").lower()

@@ -27,7 +27,7 @@ SENDING_LEASE = 180
 
 
 def queue(kind: str, *, key: str, channel: str, recipient: str | None, conversation: Conversation | None,
-          ticket_request: TicketRequest | None = None, not_before=None) -> Notification | None:
+          ticket_request: TicketRequest | None = None, message=None, not_before=None) -> Notification | None:
     """Add a notification row in the caller's transaction (no-op without a recipient or when it exists)."""
     if not recipient:
         return None
@@ -37,6 +37,7 @@ def queue(kind: str, *, key: str, channel: str, recipient: str | None, conversat
         key=key, kind=kind, channel=channel, recipient=recipient[:254],
         conversation_id=conversation.id if conversation else None,
         ticket_request_id=ticket_request.id if ticket_request else None,
+        message_id=message.id if message is not None else None,
         not_before=not_before or clock.now(),
     )
     try:
@@ -46,6 +47,13 @@ def queue(kind: str, *, key: str, channel: str, recipient: str | None, conversat
         return None
     jobs.after_commit(jobs.deliver_notification, row.id, at=row.not_before)
     return row
+
+
+def queue_chat_line(message, kind: str) -> Notification | None:
+    """A stored agent or bot line, posted into the customer's chat through SalesIQ's REST API."""
+    conv = message.conversation
+    return queue(kind, key=f"msg{message.id}:{kind}", channel=CHAT, recipient=conv.salesiq_id,
+                 conversation=conv, message=message)
 
 
 def queue_ticket_notifications(request: TicketRequest) -> None:
@@ -135,9 +143,10 @@ def _send(row: Notification) -> str:
 
     client = salesiq_client()
     if row.kind == "transfer_chat":
-        client.transfer(row.recipient, current_app.config["SALESIQ_DEPARTMENT_ID"],
-                        note="AceBuddy could not file the ticket; please take over.")
-    elif row.kind == "agent_message":  # an agent's line from the dashboard; its text lives on the message
+        failed = row.ticket_request is not None and row.ticket_request.state == "failed"
+        note = "AceBuddy could not file the ticket; please take over." if failed else "AceBuddy handed this chat over."
+        client.transfer(row.recipient, current_app.config["SALESIQ_DEPARTMENT_ID"], note=note)
+    elif row.message is not None:  # an agent's or the bot's stored line; its text lives on the message
         client.post_message(row.recipient, row.message.text)
     else:
         client.post_message(row.recipient, chat_text(row.kind, row.ticket_request))

@@ -97,10 +97,7 @@ def send_message(conv: Conversation, user: User, text: str) -> Message:
     if conv.first_human_reply_at is None:
         conv.first_human_reply_at = message.created_at
     db.session.flush()
-    row = notifications.queue("agent_message", key=f"msg{message.id}:agent", channel=notifications.CHAT,
-                              recipient=conv.salesiq_id, conversation=conv)
-    if row is not None:
-        row.message_id = message.id
+    notifications.queue_chat_line(message, "agent_message")
     db.session.commit()
     return message
 

@@ -58,3 +58,15 @@ def test_security_headers_on_every_page(client):
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_proxy_headers_are_trusted_only_when_configured(tmp_path, redis_url):
+    from flask import request
+
+    from tests.conftest import build_app
+
+    for count, expected in ((0, "127.0.0.1"), (1, "203.0.113.7")):
+        app = build_app(tmp_path / str(count), redis_url, environ={"PROXY_COUNT": str(count)})
+        app.add_url_rule("/_ip", "ip", lambda: request.remote_addr)
+        response = app.test_client().get("/_ip", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert response.get_data(as_text=True) == expected

@@ -83,3 +83,27 @@ def test_unknown_events_and_conversations_are_acknowledged(client):
 def test_bad_event_bodies_get_400(client, body):
     response = client.post("/webhook/salesiq/events", data=body, content_type="application/json")
     assert response.status_code == 400 and "error" in response.get_json()
+
+
+def test_after_hand_back_the_bot_answers_event_lines_through_rest(app, client, handed_over):
+    from acebuddy.models import Message
+
+    with app.app_context():
+        conv = db.session.scalar(select(Conversation).where(Conversation.salesiq_id == "ev-1"))
+        conv.status = "bot"  # an agent handed it back
+        db.session.commit()
+    body = envelope("conversation.visitor.replied", "ev-1", "my printer is broken", msgid="m9")
+    assert client.post("/webhook/salesiq/events", json=body).get_json() == {"status": "answered"}
+    with app.app_context():
+        rows = db.session.scalars(select(Notification).where(Notification.kind == "bot_message")).all()
+        assert rows and all(r.channel == "chat" and r.recipient == "ev-1" for r in rows)
+        texts = [db.session.get(Message, r.message_id).text for r in rows]
+        assert any("printer" in t.lower() for t in texts)
+
+
+def test_event_lines_of_a_chat_the_bot_still_runs_are_only_stored(app, client):
+    Chat(client, "ev-2").say("hello")  # the bot webhook handles this chat; no forward happened
+    body = envelope("conversation.visitor.replied", "ev-2", "hello again", msgid="m10")
+    assert client.post("/webhook/salesiq/events", json=body).get_json() == {"status": "stored"}
+    with app.app_context():
+        assert db.session.scalar(select(Notification).where(Notification.kind == "bot_message")) is None

@@ -13,7 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from .. import conversations
 from ..bot import redaction
 from ..extensions import db
-from ..models import Conversation, WebhookDelivery
+from ..models import BOT, Conversation, WebhookDelivery
+from ..takeover import salesiq_forwarded
+from .intake import answer_through_rest
 from .payload import clean_text
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,13 @@ def receive(body) -> dict:
     outcome = "ignored"
     if conv is not None and event in REPLIED:
         text = message.get("text")
-        if isinstance(text, str) and clean_text(text):
+        if (REPLIED[event] == "customer" and conv.status == BOT and isinstance(text, str) and clean_text(text)
+                and salesiq_forwarded(conv)):
+            # Handed back to the bot after a SalesIQ `forward`, so SalesIQ no longer calls the bot
+            # webhook for this chat: the bot answers over REST instead.
+            answer_through_rest(conv, clean_text(text))
+            outcome = "answered"
+        elif isinstance(text, str) and clean_text(text):
             role = REPLIED[event]
             conversations.add_message(conv, role, redaction.redact(clean_text(text)) if role == "customer" else clean_text(text))
             if role == "agent" and conv.first_human_reply_at is None:

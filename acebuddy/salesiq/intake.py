@@ -73,6 +73,14 @@ def _handle(inbound: Inbound):
         if not inbound.conversation_key or not text.strip():
             return None, Turn(BotReply(["Thanks! What can I help you with?"]))
     conv = conversations.open_conversation(inbound)
+    turn, _lines = run_turn(conv, text)
+    return conv, turn
+
+
+def run_turn(conv, text: str) -> tuple[Turn, list]:
+    """Store the customer's line (masked if it answers a secret question), then run the bot's turn in a
+    savepoint: a failing bot hands the chat to a person and loses nothing said. Returns the turn and
+    the bot lines it stored."""
     secret = engine.expects_secret(conv)
     stored = SECRET_MASK if secret else redaction.redact(text or "(attachment)")
     conversations.add_message(conv, "customer", stored, masked=secret or stored != text)
@@ -80,11 +88,24 @@ def _handle(inbound: Inbound):
     try:
         with db.session.begin_nested():
             turn = engine.respond(conv, text)
-            _store_bot_lines(conv, turn.reply)
+            lines = _store_bot_lines(conv, turn.reply)
     except Exception:
         log.exception("bot turn failed on conversation %s", conv.id)
-        turn = Turn(_fallback_hand_over(conv))
-    return conv, turn
+        reply = _fallback_hand_over(conv)
+        return Turn(reply), _store_bot_lines(conv, reply)
+    return turn, lines
+
+
+def answer_through_rest(conv, text: str) -> Turn:
+    """A visitor line that reached us as an event (after a SalesIQ hand-over that an agent gave back to
+    the bot): the bot answers through the REST API, since there is no webhook reply to carry it."""
+    turn, lines = run_turn(conv, text)
+    for message in lines:
+        notifications.queue_chat_line(message, "bot_message")
+    if turn.reply.action == "forward":
+        notifications.queue("transfer_chat", key=f"conv{conv.id}:transfer:{len(conv.messages)}",
+                            channel=notifications.CHAT, recipient=conv.salesiq_id, conversation=conv)
+    return turn
 
 
 def _fallback_hand_over(conv) -> BotReply:
@@ -93,7 +114,6 @@ def _fallback_hand_over(conv) -> BotReply:
     try:
         with db.session.begin_nested():
             reply = engine.hand_over(conv, "bot_error")
-            _store_bot_lines(conv, reply)
         return reply
     except Exception:
         log.exception("could not record the hand-over of conversation %s", conv.id)
@@ -110,10 +130,8 @@ def _trigger(inbound: Inbound):
     return conv, Turn(reply)
 
 
-def _store_bot_lines(conv, reply: BotReply) -> None:
-    for text in reply.texts():
-        if text:
-            conversations.add_message(conv, "bot", text)
+def _store_bot_lines(conv, reply: BotReply) -> list:
+    return [conversations.add_message(conv, "bot", text) for text in reply.texts() if text]
 
 
 def _ticket_reply(request_id: int, conv) -> str | None:
