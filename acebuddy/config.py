@@ -158,6 +158,8 @@ class Config:
         self.SIMULATOR_EVENTS_URL = env.get("SIMULATOR_EVENTS_URL") or None
         self.SIMULATOR_WEBHOOK_TIMEOUT = _float(env, "SIMULATOR_WEBHOOK_TIMEOUT", 10.0)
         self.MAILCATCHER_DIR = env.get("MAILCATCHER_DIR") or None
+        # Lets scripts drive the sandboxes' fault hooks without signing in (X-Sandbox-Token).
+        self.SANDBOX_CONTROL_TOKEN = env.get("SANDBOX_CONTROL_TOKEN") or None
         # How long a webhook turn waits for the new ticket before answering without its number.
         self.TICKET_REPLY_WAIT = _float(env, "TICKET_REPLY_WAIT", 3.0)
 

@@ -244,18 +244,27 @@ def test_fault_hooks_fail_the_next_matching_calls_only(desk, sandbox):
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "30"
 
 
-def test_control_endpoint_drives_the_sandbox_without_sign_in(client, desk, sandbox):
-    response = client.post("/sandbox/desk/_control", json={"action": "fail", "method": "GET",
+def test_control_endpoint_needs_sign_in_or_the_control_token(app, client):
+    assert client.get("/sandbox/desk/_control").status_code == 401
+    app.config["SANDBOX_CONTROL_TOKEN"] = "s3cret"
+    assert client.get("/sandbox/desk/_control", headers={"X-Sandbox-Token": "wrong"}).status_code == 401
+    assert client.get("/sandbox/desk/_control", headers={"X-Sandbox-Token": "s3cret"}).status_code == 200
+
+
+def test_control_endpoint_drives_the_sandbox_with_the_token(app, client, desk, sandbox):
+    app.config["SANDBOX_CONTROL_TOKEN"] = "s3cret"
+    token = {"X-Sandbox-Token": "s3cret"}
+    response = client.post("/sandbox/desk/_control", headers=token, json={"action": "fail", "method": "GET",
                                                            "path": "/organizations", "status": 500})
     assert response.status_code == 200
     assert desk("GET", "/organizations").status_code == 500
-    state = client.get("/sandbox/desk/_control").get_json()
+    state = client.get("/sandbox/desk/_control", headers=token).get_json()
     last = state["requests"][-1]
     assert last["api_path"] == "/organizations" and last["status"] == 500
     assert last["headers"]["Authorization"].startswith("Zoho-oauthtoken 1000.")
-    assert client.post("/sandbox/desk/_control", json={"action": "expire_tokens"}).status_code == 200
+    assert client.post("/sandbox/desk/_control", headers=token, json={"action": "expire_tokens"}).status_code == 200
     assert desk("GET", "/organizations").get_json()["errorCode"] == "INVALID_OAUTH"
-    assert client.post("/sandbox/desk/_control", json={"action": "nope"}).status_code == 400
+    assert client.post("/sandbox/desk/_control", headers=token, json={"action": "nope"}).status_code == 400
 
 
 def test_request_log_keeps_method_path_headers_and_json(desk, app, contact, sandbox):

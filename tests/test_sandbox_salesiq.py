@@ -28,6 +28,17 @@ def token(client):
     return response.get_json()["access_token"]
 
 
+@pytest.fixture(autouse=True)
+def control_token(app, client):
+    """Scripts drive the control endpoints with SANDBOX_CONTROL_TOKEN."""
+    app.config["SANDBOX_CONTROL_TOKEN"] = "s3cret"
+    client.environ_base["HTTP_X_SANDBOX_TOKEN"] = "s3cret"
+
+
+def test_control_endpoints_refuse_strangers(app):
+    assert app.test_client().get("/sandbox/salesiq/api/_control").status_code == 401
+
+
 @pytest.fixture
 def store(app):
     return get_store(app)

@@ -25,7 +25,7 @@ from flask_login import login_required
 from .. import clock
 from ..config import SANDBOX_DEPARTMENT_ID, SANDBOX_ORG_ID
 from ..extensions import csrf
-from . import accounts
+from . import accounts, control_refused
 
 log = logging.getLogger(__name__)
 
@@ -980,6 +980,9 @@ def unknown_url(_rest):
 @pages_bp.route("/_control", methods=["GET", "POST"])
 @csrf.exempt
 def control():
+    refused = control_refused()
+    if refused is not None:
+        return refused
     store = desk_sandbox()
     if request.method == "GET":
         return jsonify(store.snapshot())

@@ -593,6 +593,14 @@ def api(screen: str, rest: str):
 # Control: the fault hooks and the recorded state, for tests and the demo (never part of SalesIQ).
 
 
+@api_bp.before_request
+def _guard_control():
+    if request.path.startswith(f"{api_bp.url_prefix}/_control"):
+        from . import control_refused
+
+        return control_refused()
+
+
 @api_bp.get("/_control")
 def control_state():
     return jsonify(get_store().state())
