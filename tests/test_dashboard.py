@@ -104,9 +104,11 @@ def test_the_list_shows_what_an_agent_needs_per_conversation(app, client, agent)
                                 workflow="password_reset", step="system", verification="pending", verify_failures=1,
                                 priority="Medium")
         add_ticket(conv, desk_ticket_number="1042", desk_web_url="https://desk.zoho.com/support/t/1042", state="created")
-        add_conversation("list-2", visitor_name="Fox", status=ESCALATED, escalated_at=clock.now() - timedelta(minutes=4))
+        fox = add_conversation("list-2", visitor_name="Fox", status=ESCALATED,
+                               escalated_at=clock.now() - timedelta(minutes=4))
+        conv_id, fox_id = conv.id, fox.id
     page = client.get("/dashboard/").get_data(as_text=True)
-    row = list_row(page, 1)
+    row = list_row(page, conv_id)
     assert "Dana Scully" in row and "dana@fbi.example" in row
     assert "With the bot" in row and "Password Reset" in row
     names = WORKFLOWS["password_reset"].step_names  # the identity check, then the questions
@@ -115,7 +117,7 @@ def test_the_list_shows_what_an_agent_needs_per_conversation(app, client, agent)
     assert "In progress · 1 attempt left" in row
     assert 'class="priority-Medium">Medium' in row
     assert '<a href="https://desk.zoho.com/support/t/1042" rel="noopener noreferrer" target="_blank">#1042</a>' in row
-    escalated = list_row(page, 2)
+    escalated = list_row(page, fox_id)
     assert "Waiting for a person" in escalated and re.search(r'data-since="[^"]+">4 min</time>', escalated)
 
 

@@ -15,11 +15,7 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 @pytest.fixture
 def mail_app(tmp_path, redis_url, _external_schema, smtp_server):
-    app = build_app(tmp_path, redis_url, environ={"MAIL_PORT": str(smtp_server.port)})
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    return build_app(tmp_path, redis_url, environ={"MAIL_PORT": str(smtp_server.port)})
 
 
 def make_ticket(priority="Medium", name=HOSTILE, workflow="printer_issue", status="Open") -> TicketRequest:
