@@ -22,8 +22,7 @@ from acebuddy.bot.intents import ALL_INTENTS, classify  # noqa: E402
 
 DEV_CANDIDATES = (
     os.environ.get("INTENTS_DEV_SET", ""),
-    str(ROOT.parent / "shared" / "eval" / "intents-dev.jsonl"),
-    "/work/shared/eval/intents-dev.jsonl",
+    str(ROOT / "tests" / "data" / "intents-dev.jsonl"),
 )
 HELDOUT = ROOT / "bench" / "intents_heldout.jsonl"
 

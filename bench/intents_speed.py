@@ -23,8 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 DEV_CANDIDATES = (
     os.environ.get("INTENTS_DEV_SET", ""),
-    str(ROOT.parent / "shared" / "eval" / "intents-dev.jsonl"),
-    "/work/shared/eval/intents-dev.jsonl",
+    str(ROOT / "tests" / "data" / "intents-dev.jsonl"),
 )
 HELDOUT = ROOT / "bench" / "intents_heldout.jsonl"
 

@@ -32,7 +32,7 @@ from acebuddy.knowledge.search import search  # noqa: E402
 from acebuddy.knowledge.text import STOPWORDS  # noqa: E402
 from acebuddy.models import Article  # noqa: E402
 
-DEFAULT_CORPUS = "/work/shared/kb-corpus"
+DEFAULT_CORPUS = os.path.join(ROOT, "tests", "data", "kb-corpus")  # the sample articles
 DEFAULT_SETS = [os.path.join(ROOT, "bench", "kb_questions.jsonl"), os.path.join(ROOT, "bench", "kb_heldout.jsonl")]
 _TOKEN = re.compile(r"[a-z0-9]+")
 

@@ -30,7 +30,7 @@ from acebuddy.knowledge import best_answer, import_directory  # noqa: E402
 from acebuddy.knowledge.search import search  # noqa: E402
 from acebuddy.knowledge.importer import parse_article  # noqa: E402
 
-DEFAULT_CORPUS = "/work/shared/kb-corpus"
+DEFAULT_CORPUS = os.path.join(ROOT, "tests", "data", "kb-corpus")  # the sample articles
 PRODUCTS = ["Sage 50", "Drake Tax", "Lacerte", "ProSeries", "UltraTax CS", "Xero", "QuickBooks Enterprise",
             "Microsoft Excel", "Adobe Acrobat", "Windows Server 2022", "Outlook for Mac", "Android 15",
             "iOS 18", "ScanSnap", "Brother HL-L2350", "HP LaserJet", "Zebra GK420", "Chrome", "Edge"]

@@ -14,7 +14,7 @@ from acebuddy.bot import intents
 from acebuddy.bot.intents import ALL_INTENTS, WORKFLOW_INTENTS, Classification, classify
 
 REPO = Path(__file__).resolve().parent.parent
-DEV_SET = Path(os.environ.get("INTENTS_DEV_SET") or REPO.parent / "shared" / "eval" / "intents-dev.jsonl")
+DEV_SET = Path(os.environ.get("INTENTS_DEV_SET") or REPO / "tests" / "data" / "intents-dev.jsonl")
 HELDOUT_SET = REPO / "bench" / "intents_heldout.jsonl"
 EXAMPLES = REPO / "acebuddy" / "bot" / "intent_data" / "examples"
 

@@ -13,7 +13,7 @@ from acebuddy.knowledge.text import stem, words
 from acebuddy.models import Article
 
 DEMO_KB = os.path.join(os.path.dirname(os.path.dirname(__file__)), "acebuddy", "demo_data", "kb")
-CORPUS = os.environ.get("KB_CORPUS", "/work/shared/kb-corpus")
+CORPUS = os.environ.get("KB_CORPUS") or os.path.join(os.path.dirname(__file__), "data", "kb-corpus")
 
 
 @pytest.fixture
