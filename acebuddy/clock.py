@@ -15,12 +15,12 @@ def iso_z(moment: datetime | None) -> str | None:
 
 def parse_iso(text: str | None) -> datetime | None:
     """Parse an ISO-8601 time (Z or offset) into naive UTC; None when empty or unreadable."""
-    if not text:
+    if not text or not isinstance(text, str):  # Desk webhooks are outside input: anything can come
         return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted past the range
         return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment

@@ -6,18 +6,16 @@ AceBuddy keeps control of the chat: an agent's line is a Message(role="agent") p
 """
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import or_, select, update
 
 from . import clock, conversations, notifications
 from .extensions import db
 from .models import AGENT, BOT, CLOSED, ESCALATED, Conversation, Message, User, WebhookDelivery
+from .untrusted import strip_control
 
 # SalesIQ's real limit is unstated (spec §9); operators' lines in practice are well below this.
 MAX_MESSAGE = 2000
 AGENT_CLOSE_REASON = "closed by an agent"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class ActionRefused(Exception):
@@ -85,7 +83,7 @@ def take_over(conv: Conversation, user: User) -> bool:
 
 def send_message(conv: Conversation, user: User, text: str) -> Message:
     """Store the agent's line and queue its delivery to the customer's chat."""
-    text = _CONTROL.sub("", text or "").strip()
+    text = strip_control(text)
     if not text:
         raise ActionRefused("Type a message first.")
     if len(text) > MAX_MESSAGE:

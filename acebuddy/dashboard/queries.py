@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 from .. import sla
 from ..bot.workflows import WORKFLOWS
 from ..extensions import db
+from ..untrusted import strip_control
 from ..models import (
     AGENT,
     BOT,
@@ -74,7 +75,7 @@ def parse_filters(args) -> ListFilters:
         filters.workflow = workflow
     elif workflow:
         filters.notes.append(f"Unknown workflow “{workflow[:40]}”: showing every workflow.")
-    q = " ".join((args.get("q") or "").split())
+    q = " ".join(strip_control(args.get("q")).split())
     if len(q) > MAX_QUERY:
         filters.notes.append(f"The search was cut to its first {MAX_QUERY} characters.")
         q = q[:MAX_QUERY]

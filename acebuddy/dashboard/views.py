@@ -13,7 +13,7 @@ from . import bp, queries
 from .present import iso
 
 PAGE_HEADERS = {"Vary": "HX-Request"}
-MAX_ID = 2**63 - 1  # ids beyond any database's integer are a 404 (or ignored), never an overflow
+MAX_ID = 2**31 - 1  # ids are INTEGER columns (32-bit on PostgreSQL): beyond it a 404 (or ignored), never an overflow
 
 
 def is_fragment_request() -> bool:

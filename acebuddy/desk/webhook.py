@@ -8,6 +8,7 @@ import hmac
 from flask import Blueprint, current_app, jsonify, request
 
 from ..extensions import csrf
+from ..untrusted import scrub
 from ..ticket_status import EventError, receive_events
 
 bp = Blueprint("desk_webhook", __name__, url_prefix="/webhook")
@@ -26,7 +27,10 @@ def desk_events():
         return jsonify(error="missing or wrong token"), 403
     if request.method == "GET":
         return jsonify(status="ok")
-    body = request.get_json(silent=True)
+    try:
+        body = scrub(request.get_json(silent=True))
+    except RecursionError:  # nested deeper than json (or scrub) can follow
+        body = None
     if body is None:
         return jsonify(error="body must be JSON: an array of Desk events"), 400
     try:

@@ -10,9 +10,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from ..untrusted import scrub, strip_control
+
 # Longer customer lines are cut, not refused: nothing a customer typed is lost for being long.
 MAX_TEXT = 4000
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ID = re.compile(r"^[A-Za-z0-9_.:@+\-#]{1,120}$")
 FLAT_FIELDS = {"chat_id", "visitor_id", "visitor_email", "visitor_name", "visitor_phone", "message", "message_id"}
 
@@ -49,7 +50,7 @@ class Inbound:
 
 
 def clean_text(value: str) -> str:
-    return _CONTROL.sub("", value).strip()[:MAX_TEXT]
+    return strip_control(value)[:MAX_TEXT]
 
 
 def _optional_str(container: dict, key: str, where: str, limit: int = 254) -> str | None:
@@ -77,7 +78,7 @@ def parse(raw: bytes) -> Inbound:
     if not raw:
         raise PayloadError("empty body: expected a JSON object")
     try:
-        body = json.loads(raw)
+        body = scrub(json.loads(raw))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise PayloadError("body is not valid JSON") from None
     if not isinstance(body, dict):

@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..extensions import csrf, db
 from . import events, intake, signature
+from ..untrusted import scrub
 from .payload import PayloadError, parse
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def salesiq_post():
 def salesiq_events():
     raw = verified_body()
     try:
-        body = json.loads(raw)
+        body = scrub(json.loads(raw))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Refused(400, "body is not valid JSON") from None
     try:
