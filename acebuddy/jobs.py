@@ -77,10 +77,16 @@ def is_queued(func, object_id: int, *, started_grace: float, late_grace: float =
         job = Job.fetch(job_id(func, object_id), connection=get_redis())
         status = job.get_status(refresh=False)
         due = ScheduledJobRegistry(queue=get_queue()).get_scheduled_time(job) if status == JobStatus.SCHEDULED else None
+        waiting = get_queue().get_job_position(job.id) is not None if status == JobStatus.QUEUED else None
     except Exception:  # missing job (Redis flushed, TTL), not in the registry, unreadable: not queued
         return False
     if due is not None:
         return (clock.now() - due.replace(tzinfo=None)).total_seconds() < late_grace
+    if status == JobStatus.QUEUED and not waiting:
+        # Taken off the queue by a worker that died before starting it: RQ parks such a job in its
+        # intermediate list and fails it only at a maintenance run, ten minutes or more later.
+        enqueued = job.enqueued_at.replace(tzinfo=None) if job.enqueued_at else clock.now()
+        return (clock.now() - enqueued).total_seconds() < late_grace
     if status in LIVE_STATUSES:
         return True
     if status == JobStatus.STARTED and job.started_at is not None:

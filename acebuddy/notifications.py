@@ -26,6 +26,14 @@ BACKOFF = (10, 30, 60, 120, 300, 600, 900, 1800)
 SENDING_LEASE = 180
 
 
+def sending_lease() -> float:
+    """SENDING_LEASE scaled like every outbox delay (OUTBOX_BACKOFF_SCALE), never under three client
+    timeouts, so a delivery still running is not taken over (production: 180 s)."""
+    config = current_app.config
+    floor = 3 * max(config.get("MAIL_TIMEOUT", 10.0), config.get("SALESIQ_TIMEOUT", 10.0), config.get("DESK_TIMEOUT", 10.0))
+    return max(SENDING_LEASE * config.get("OUTBOX_BACKOFF_SCALE", 1.0), floor)
+
+
 def queue(kind: str, *, key: str, channel: str, recipient: str | None, conversation: Conversation | None,
           ticket_request: TicketRequest | None = None, message=None, not_before=None) -> Notification | None:
     """Add a notification row in the caller's transaction (no-op without a recipient or when it exists)."""
@@ -109,7 +117,7 @@ def deliver(notification_id: int) -> str:
     if row.not_before > now + timedelta(seconds=1):
         jobs.enqueue(jobs.deliver_notification, row.id, at=row.not_before)
         return "early"
-    stale = now - timedelta(seconds=SENDING_LEASE)
+    stale = now - timedelta(seconds=sending_lease())
     claimed = db.session.execute(
         update(Notification)
         .where(Notification.id == row.id, Notification.attempts == row.attempts,
@@ -214,7 +222,7 @@ def sweep() -> int:
             Notification.updated_at < now - timedelta(seconds=stale_after),
             Notification.not_before <= now,
             (Notification.state == N_PENDING)
-            | ((Notification.state == N_SENDING) & (Notification.updated_at < now - timedelta(seconds=SENDING_LEASE))),
+            | ((Notification.state == N_SENDING) & (Notification.updated_at < now - timedelta(seconds=sending_lease()))),
         )
     ).all()
-    return jobs.requeue_missing(jobs.deliver_notification, rows, started_grace=SENDING_LEASE)
+    return jobs.requeue_missing(jobs.deliver_notification, rows, started_grace=sending_lease())
