@@ -2,8 +2,11 @@
 repeated deliveries and the size limit (specs/salesiq-webhook.md §10)."""
 import base64
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy import func, select
@@ -171,6 +174,43 @@ def test_repeated_zobot_delivery_has_no_second_effect(app, client):
     with app.app_context():
         assert db.session.scalar(select(func.count(Message.id)).where(Message.role == "customer")) == 1
         assert db.session.scalar(select(func.count(WebhookDelivery.id))) == 1
+
+
+def _at_once(n: int, send):
+    """`send(i)` from n threads released together; the answers in order."""
+    barrier = threading.Barrier(n)
+
+    def go(i):
+        barrier.wait()
+        return send(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(go, range(n)))
+
+
+def test_a_delivery_repeated_at_the_same_moment_has_one_effect_and_one_answer(live_server):
+    """SalesIQ retries while the first try is still running: every try gets the same answer and the
+    conversation gets the customer's line once (the loser's turn is rolled back whole)."""
+    url = f"{live_server.url}/webhook/salesiq"
+    requests.post(url, json=zobot_message("hello", "9400"), timeout=10)
+    body = zobot_message("Talk to a person", "9400", request_id="dup-race")
+    answers = _at_once(6, lambda i: requests.post(url, json=body, timeout=10))
+    assert [a.status_code for a in answers] == [200] * 6
+    assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
+    with live_server.app.app_context():
+        lines = db.session.scalars(select(Message.text).where(Message.role == "customer").order_by(Message.id)).all()
+        assert lines == ["hello", "Talk to a person"]
+        assert db.session.scalar(select(func.count(WebhookDelivery.id))) == 2
+
+
+def test_a_new_chat_whose_first_lines_arrive_together_is_one_conversation(live_server):
+    url = f"{live_server.url}/webhook/salesiq"
+    answers = _at_once(5, lambda i: requests.post(url, json=zobot_message(f"line {i}", "9500"), timeout=10))
+    assert [a.status_code for a in answers] == [200] * 5
+    with live_server.app.app_context():
+        assert db.session.scalar(select(func.count(Conversation.id))) == 1
+        texts = db.session.scalars(select(Message.text).where(Message.role == "customer")).all()
+        assert sorted(texts) == [f"line {i}" for i in range(5)]
 
 
 def test_repeated_flat_delivery_has_no_second_effect(app, client):

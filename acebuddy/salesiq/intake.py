@@ -2,8 +2,10 @@
 run the bot's turn, and, when the turn filed a ticket, wait briefly so the reply can carry its number.
 
 A repeated delivery (same `request.id` or flat `message_id`) gets the stored answer and changes nothing.
-The customer's line is stored before the bot runs, outside the bot's savepoint, so a bot failure
-loses nothing the customer said.
+A turn is one transaction, written in one flush at its end (the turn is on the webhook's hot path:
+docs/performance/webhook.md): the delivery record goes in last, with the answer, so a concurrent
+repeat fails on its unique key and is rolled back whole. If the bot fails, the turn is rolled back and
+redone as a hand-over with the customer's line stored, so a bot failure loses nothing they said.
 """
 from __future__ import annotations
 
@@ -25,39 +27,46 @@ from .responses import BotReply
 log = logging.getLogger(__name__)
 
 SECRET_MASK = "•••• (verification answer hidden)"
-REPEAT_WAIT = 4.0  # how long a repeat waits for the first delivery's answer
 
 
 def process(inbound: Inbound) -> dict:
-    if inbound.delivery_key:
-        stored = _stored_answer(inbound.delivery_key)
+    key = inbound.delivery_key
+    if key:
+        stored = _stored_answer(key)
         if stored is not None:
             return stored
-    delivery = None
-    if inbound.delivery_key:
-        delivery = WebhookDelivery(key=inbound.delivery_key)
-        try:
-            with db.session.begin_nested():
-                db.session.add(delivery)
-        except IntegrityError:  # the same delivery is being handled right now
-            db.session.rollback()
-            return _await_stored_answer(inbound.delivery_key)
+    try:
+        conv, turn = _handle(inbound)
+        body = turn.reply.to_json()
+        wait = turn.ticket is not None and _reply_wait() > 0
+        if turn.ticket is not None and not wait:
+            body = _with_line(body, _filing_line(conv))
+        delivery = None
+        if key:
+            delivery = WebhookDelivery(key=key, conversation_id=conv.id if conv else None, response=body)
+            db.session.add(delivery)
+        db.session.commit()
+    except IntegrityError:
+        # The same delivery was answered meanwhile (its record won the unique key): give its answer;
+        # nothing this attempt did was kept.
+        db.session.rollback()
+        stored = _stored_answer(key) if key else None
+        if stored is None:
+            raise
+        return stored
 
-    conv, turn = _handle(inbound)
-    body = turn.reply.to_json()
-    if delivery is not None:
-        delivery.conversation_id = conv.id if conv else None
-        delivery.response = body
-    db.session.commit()
-
-    if turn.ticket is not None:
+    if wait:
         extra = _ticket_reply(turn.ticket.id, conv)
         if extra:
-            body = {**body, "replies": body["replies"] + [extra]}
+            body = _with_line(body, extra)
             if delivery is not None:
                 delivery.response = body
             db.session.commit()
     return body
+
+
+def _with_line(body: dict, line: str) -> dict:
+    return {**body, "replies": body["replies"] + [line]}
 
 
 def _handle(inbound: Inbound):
@@ -73,17 +82,30 @@ def _handle(inbound: Inbound):
         if not inbound.conversation_key or not text.strip():
             return None, Turn(BotReply(["Thanks! What can I help you with?"]))
     conv = conversations.open_conversation(inbound)
-    turn, _lines = run_turn(conv, text)
+    try:
+        # Nothing is written until the turn's end: one flush instead of one per query the bot makes.
+        with db.session.no_autoflush:
+            turn, _lines = run_turn(conv, text, savepoint=False)
+    except Exception:
+        log.exception("bot turn failed on conversation %s", conv.id)
+        db.session.rollback()
+        conv = conversations.open_conversation(inbound)
+        _store_customer_line(conv, text)
+        reply = _fallback_hand_over(conv)
+        _store_bot_lines(conv, reply)
+        turn = Turn(reply)
     return conv, turn
 
 
-def run_turn(conv, text: str) -> tuple[Turn, list]:
+def run_turn(conv, text: str, *, savepoint: bool = True) -> tuple[Turn, list]:
     """Store the customer's line (masked if it answers a secret question), then run the bot's turn in a
     savepoint: a failing bot hands the chat to a person and loses nothing said. Returns the turn and
-    the bot lines it stored."""
-    secret = engine.expects_secret(conv)
-    stored = SECRET_MASK if secret else redaction.redact(text or "(attachment)")
-    conversations.add_message(conv, "customer", stored, masked=secret or stored != text)
+    the bot lines it stored. Without the savepoint (the webhook, which owns its transaction) a failing
+    bot raises and the caller rolls back and hands over."""
+    _store_customer_line(conv, text)
+    if not savepoint:
+        turn = engine.respond(conv, text)
+        return turn, _store_bot_lines(conv, turn.reply)
     db.session.flush()
     try:
         with db.session.begin_nested():
@@ -130,14 +152,29 @@ def _trigger(inbound: Inbound):
     return conv, Turn(reply)
 
 
+def _store_customer_line(conv, text: str) -> None:
+    secret = engine.expects_secret(conv)
+    stored = SECRET_MASK if secret else redaction.redact(text or "(attachment)")
+    conversations.add_message(conv, "customer", stored, masked=secret or stored != text)
+
+
 def _store_bot_lines(conv, reply: BotReply) -> list:
     return [conversations.add_message(conv, "bot", text) for text in reply.texts() if text]
 
 
+def _reply_wait() -> float:
+    return float(current_app.config.get("TICKET_REPLY_WAIT", 3.0))
+
+
+def _filing_line(conv) -> str:
+    text = "I'm filing your ticket now; I'll post the ticket number here in a moment."
+    conversations.add_message(conv, "bot", text)
+    return text
+
+
 def _ticket_reply(request_id: int, conv) -> str | None:
     """Wait up to TICKET_REPLY_WAIT for the ticket job; the chat line if the number can go in this reply."""
-    budget = float(current_app.config.get("TICKET_REPLY_WAIT", 3.0))
-    deadline = time.monotonic() + budget
+    deadline = time.monotonic() + _reply_wait()
     while True:
         db.session.rollback()  # end the read snapshot, so the worker's commit is visible
         request = db.session.get(TicketRequest, request_id)
@@ -154,22 +191,10 @@ def _ticket_reply(request_id: int, conv) -> str | None:
         time.sleep(0.1)
     if request.state == FAILED:
         return None  # the failure path tells the customer through its own follow-up
-    text = "I'm filing your ticket now; I'll post the ticket number here in a moment."
-    conversations.add_message(conv, "bot", text)
+    text = _filing_line(conv)
     db.session.commit()
     return text
 
 
 def _stored_answer(key: str) -> dict | None:
     return db.session.scalar(select(WebhookDelivery.response).where(WebhookDelivery.key == key))
-
-
-def _await_stored_answer(key: str) -> dict:
-    deadline = time.monotonic() + REPEAT_WAIT
-    while time.monotonic() < deadline:
-        db.session.rollback()
-        stored = _stored_answer(key)
-        if stored is not None:
-            return stored
-        time.sleep(0.1)
-    return BotReply(["Thanks, I'm still working on your previous message."]).to_json()
