@@ -59,7 +59,6 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import requests
@@ -68,6 +67,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.smtpsink import SmtpSink  # noqa: E402
 
 SCRIPTS = ROOT / "tests" / "conversations"
 DEMO_KB = ROOT / "acebuddy" / "demo_data" / "kb"
@@ -128,39 +129,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-class SmtpSink:
-    """A real SMTP server (aiosmtpd) that keeps the Message-ID of everything it accepts; stop() is an
-    outage, start() again on the same port ends it."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.message_ids: list[str] = []
-        self.controller = None
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        with self._lock:
-            self.message_ids.append(str(message["Message-ID"]))
-        return "250 Message accepted for delivery"
-
-    def start(self):
-        from aiosmtpd.controller import Controller
-
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-        return self
-
-    def stop(self):
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-    @property
-    def up(self) -> bool:
-        return self.controller is not None
 
 
 @dataclass

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from email import message_from_bytes, policy
 
 import pytest
 from sqlalchemy import text
@@ -21,6 +20,7 @@ from werkzeug.serving import make_server
 from acebuddy import create_app
 from acebuddy.extensions import db
 from acebuddy.redisconn import ensure_embedded, stop_embedded
+from bench.smtpsink import SmtpSink
 
 EXTERNAL_DB = os.environ.get("DATABASE_URL")
 EXTERNAL_REDIS = os.environ.get("REDIS_URL")
@@ -150,38 +150,18 @@ class LiveServer:
         self._thread.join(5)
 
 
-class SMTPSink:
-    """A real SMTP server (aiosmtpd) that keeps what it receives; `refuse` makes it answer 4xx/5xx."""
+class SMTPSink(SmtpSink):
+    """The shared SMTP sink; `refuse` makes it answer 4xx/5xx to a recipient."""
 
     def __init__(self):
-        self.messages = []
+        super().__init__()
         self.refuse: dict[str, str] = {}  # recipient -> SMTP reply
-        self.port = free_port()
-        self.controller = None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        self.messages.append({"to": list(envelope.rcpt_tos), "from": envelope.mail_from, "message": message})
-        return "250 Message accepted for delivery"
-
-    def start(self):
-        from aiosmtpd.controller import Controller
-
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-        return self
-
-    def stop(self):
-        """Stop listening (an outage); start() again on the same port ends it."""
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
     def subjects(self):
         return [m["message"]["Subject"] for m in self.messages]
