@@ -29,6 +29,11 @@ _PENDING = "acebuddy_live"
 BREAKER_SECONDS = 10.0
 # Notices arriving this close together go out as one event per kind (a webhook turn commits twice).
 COALESCE_SECONDS = 0.02
+# The list-wide `conversations` event goes out at most this often per page (the first at once, the
+# rest of a burst together at the window's end): at 100 customer messages a second every open list
+# would otherwise refresh without pause (docs/performance/dashboard.md). A page's own conversation and
+# escalations are never held back.
+LIST_EVENT_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
 # A stream ends after this long and the browser reconnects: no thread is held forever, and a
 # restarted web process sheds its old streams.
@@ -69,9 +74,30 @@ def _newly_escalated(obj) -> bool:
     return ESCALATED in (history.added or ())
 
 
+# What the escalation queue and the waiting count show of a conversation: when one of these changes the
+# pages get a `queue` event. Customer lines and bot steps change none of them, so at 100 messages a
+# second the queue and the alerts stay quiet unless someone is escalated, claimed or handed back.
+QUEUE_FIELDS = ("status", "agent_id", "priority", "escalation_reason")
+
+
+def _queue_changed(obj, is_new: bool) -> bool:
+    """Whether this conversation may have entered, left or changed its place in the queue. Any change of
+    status counts (the old value may not be loaded, so "from escalated" cannot always be told), except a
+    new chat starting with the bot, which happens many times a second."""
+    if not isinstance(obj, Conversation):
+        return False
+    if is_new:
+        return obj.status == ESCALATED
+    state = inspect(obj)
+    if state.attrs.status.history.has_changes():
+        return True
+    return obj.status == ESCALATED and any(state.attrs[name].history.has_changes() for name in QUEUE_FIELDS[1:])
+
+
 def _collect(session: Session, _flush_context) -> None:
-    pending = session.info.setdefault(_PENDING, {"c": set(), "e": set()})
-    for obj in (*session.new, *session.dirty, *session.deleted):
+    pending = session.info.setdefault(_PENDING, {"c": set(), "e": set(), "q": set()})
+    new = session.new
+    for obj in (*new, *session.dirty, *session.deleted):
         try:
             conversation_id = _conversation_of(session, obj)
         except Exception:  # never let the dashboard's bookkeeping break a writer's flush
@@ -82,6 +108,8 @@ def _collect(session: Session, _flush_context) -> None:
         pending["c"].add(conversation_id)
         if _newly_escalated(obj):
             pending["e"].add(conversation_id)
+        if _queue_changed(obj, obj in new):
+            pending["q"].add(conversation_id)
 
 
 def _forget_rolled_back(session: Session) -> None:
@@ -96,16 +124,19 @@ def _publish_committed(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending or not pending["c"] or not has_app_context():
         return
-    publish(sorted(pending["c"]), sorted(pending["e"]))
+    publish(sorted(pending["c"]), sorted(pending["e"]), sorted(pending["q"]))
 
 
-def publish(conversation_ids, escalated_ids=(), app: Flask | None = None) -> bool:
-    """Tell every open dashboard that these conversations changed; False when Redis is away."""
+def publish(conversation_ids, escalated_ids=(), queue_ids=None, app: Flask | None = None) -> bool:
+    """Tell every open dashboard that these conversations changed (`queue_ids`: those whose place in the
+    escalation queue may have changed; by default all of them); False when Redis is away."""
     app = app or current_app._get_current_object()
     state = app.extensions.setdefault(EXTENSION, {"down_until": 0.0})
     if time.monotonic() < state["down_until"]:
         return False
-    notice = json.dumps({"c": list(conversation_ids), "e": list(escalated_ids)}, separators=(",", ":"))
+    queue_ids = conversation_ids if queue_ids is None else queue_ids
+    notice = json.dumps({"c": list(conversation_ids), "e": list(escalated_ids), "q": list(queue_ids)},
+                        separators=(",", ":"))
     try:
         get_redis(app).publish(CHANNEL, notice)
     except (redis.RedisError, OSError) as exc:
@@ -115,15 +146,20 @@ def publish(conversation_ids, escalated_ids=(), app: Flask | None = None) -> boo
     return True
 
 
-def _parse(data) -> tuple[set[int], set[int]]:
+def _parse(data) -> tuple[set[int], set[int], set[int]]:
+    """(changed, escalated, queue) conversation ids of a notice; a notice without "q" (published by an
+    older process during a rolling deploy) counts every change as a queue change."""
     try:
         notice = json.loads(data)
-        return ({int(i) for i in notice.get("c", [])}, {int(i) for i in notice.get("e", [])})
+        changed = {int(i) for i in notice.get("c", [])}
+        queue = {int(i) for i in notice["q"]} if "q" in notice else set(changed)
+        return changed, {int(i) for i in notice.get("e", [])}, queue
     except (TypeError, ValueError, AttributeError):
-        return set(), set()
+        return set(), set(), set()
 
 
-def events_for(changed: set[int], escalated: set[int], conversation_id: int | None) -> list[tuple[str, str]]:
+def events_for(changed: set[int], escalated: set[int], conversation_id: int | None,
+               queue: set[int] = frozenset()) -> list[tuple[str, str]]:
     """The SSE events one page gets for a batch of notices: (event name, data)."""
     out = []
     if changed:
@@ -132,6 +168,8 @@ def events_for(changed: set[int], escalated: set[int], conversation_id: int | No
         out.append(("conversation", str(conversation_id)))
     if escalated:
         out.append(("escalation", ",".join(str(i) for i in sorted(escalated))))
+    if queue:
+        out.append(("queue", str(len(queue))))
     return out
 
 
@@ -144,10 +182,12 @@ class EventStream:
     missed; `close()` (called by the WSGI server when the client goes) releases the Redis connection."""
 
     def __init__(self, client: redis.Redis, *, conversation_id: int | None = None,
-                 heartbeat: float = HEARTBEAT_SECONDS, lifetime: float = STREAM_SECONDS):
+                 heartbeat: float = HEARTBEAT_SECONDS, lifetime: float = STREAM_SECONDS,
+                 list_every: float = LIST_EVENT_SECONDS):
         self.conversation_id = conversation_id
         self.heartbeat = heartbeat
         self.lifetime = lifetime
+        self.list_every = list_every
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(CHANNEL)
 
@@ -157,34 +197,46 @@ class EventStream:
     def _events(self):
         yield f"retry: {RECONNECT_MS}\n: connected\n\n"
         started = last = time.monotonic()
+        held: set[int] = set()  # conversations changed since the last list event, while it is held back
+        list_at = 0.0  # when the next list event may go out
         try:
             while time.monotonic() - started < self.lifetime:
-                message = self.pubsub.get_message(timeout=min(1.0, self.heartbeat))
+                wait = min(1.0, self.heartbeat)
+                if held:
+                    wait = max(0.0, min(wait, list_at - time.monotonic()))
+                message = self.pubsub.get_message(timeout=wait)
                 now = time.monotonic()
-                if message is None:
-                    if now - last >= self.heartbeat:
-                        last = now
-                        yield ": keep-alive\n\n"
-                    continue
-                changed, escalated = _parse(message.get("data"))
-                deadline = now + COALESCE_SECONDS
-                while True:
-                    more = self.pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
-                    if more is None:
-                        break
-                    extra_changed, extra_escalated = _parse(more.get("data"))
-                    changed |= extra_changed
-                    escalated |= extra_escalated
-                chunk = "".join(format_event(name, data) for name, data in
-                                events_for(changed, escalated, self.conversation_id))
-                if chunk:
-                    last = time.monotonic()
-                    yield chunk
+                changed, escalated, queue = self._gather(message) if message is not None else (set(), set(), set())
+                events = events_for(changed, escalated, self.conversation_id, queue)
+                if changed:
+                    events = [event for event in events if event[0] != "conversations"]
+                    held |= changed
+                if held and now >= list_at:
+                    events.insert(0, ("conversations", str(len(held))))
+                    held = set()
+                    list_at = now + self.list_every
+                if events:
+                    last = now
+                    yield "".join(format_event(name, data) for name, data in events)
+                elif now - last >= self.heartbeat:
+                    last = now
+                    yield ": keep-alive\n\n"
         except (redis.RedisError, OSError) as exc:
             # The browser reconnects after RECONNECT_MS and polls meanwhile.
             log.warning("live: stream ended by Redis error: %s", exc)
         finally:
             self.close()
+
+    def _gather(self, message) -> tuple[set[int], set[int], set[int]]:
+        """This notice and any arriving within COALESCE_SECONDS of it (a turn commits twice)."""
+        gathered = _parse(message.get("data"))
+        deadline = time.monotonic() + COALESCE_SECONDS
+        while True:
+            more = self.pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+            if more is None:
+                return gathered
+            for ids, extra in zip(gathered, _parse(more.get("data"))):
+                ids |= extra
 
     def close(self) -> None:
         try:
@@ -201,4 +253,5 @@ def stream(conversation_id: int | None = None, app: Flask | None = None) -> Even
         conversation_id=conversation_id,
         heartbeat=float(app.config.get("LIVE_HEARTBEAT_SECONDS") or HEARTBEAT_SECONDS),
         lifetime=float(app.config.get("LIVE_STREAM_SECONDS") or STREAM_SECONDS),
+        list_every=float(app.config.get("LIVE_LIST_EVENT_SECONDS", LIST_EVENT_SECONDS)),
     )

@@ -182,7 +182,7 @@ class WebhookDelivery(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(250), unique=True)
-    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversation.id"))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversation.id"), index=True)
     response: Mapped[dict | None] = mapped_column(db.JSON)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
@@ -271,3 +271,7 @@ class Article(TimestampMixin, db.Model):
 
 
 Index("ix_notification_due", Notification.state, Notification.not_before)
+# The dashboard's reads on every live refresh (docs/performance/dashboard.md): the list, newest activity
+# first, and the escalation alert's newest "escalated" event.
+Index("ix_conversation_activity", Conversation.last_message_at, Conversation.id)
+Index("ix_conversation_event_kind", ConversationEvent.kind, ConversationEvent.id)

@@ -222,6 +222,24 @@ def test_the_queue_orders_by_priority_then_waiting_time(app, client, agent):
     assert order == ["High Old", "High New", "Medium", "Low Old", "No Priority"]
 
 
+def test_the_queue_and_the_list_show_the_first_rows_and_say_so(app, client, agent, monkeypatch):
+    from acebuddy.dashboard import queries
+
+    monkeypatch.setattr(queries, "QUEUE_LIMIT", 3)
+    monkeypatch.setattr(queries, "LIST_LIMIT", 4)
+    now = clock.now()
+    with app.app_context():
+        for i in range(5):
+            add_conversation(f"many-{i}", visitor_name=f"Waiting {i}", status=ESCALATED, priority="Medium",
+                             escalated_at=now - timedelta(minutes=10 - i), last_message_at=now - timedelta(minutes=i))
+    queue = client.get("/dashboard/queue", headers=HX).get_data(as_text=True)
+    assert re.findall(r'>(Waiting \d)</a></td>', queue) == ["Waiting 0", "Waiting 1", "Waiting 2"]
+    assert "Showing the first 3 of 5 waiting" in queue
+    listed = client.get("/dashboard/", headers=HX).get_data(as_text=True)
+    assert re.findall(r'>(Waiting \d)</a>', listed) == ["Waiting 0", "Waiting 1", "Waiting 2", "Waiting 3"]
+    assert "Showing the 4 most recent" in listed
+
+
 def test_a_new_escalation_is_shown_until_dismissed(app, client, agent):
     page = client.get("/dashboard/").get_data(as_text=True)
     seen = int(re.search(r'name="seen" value="(\d+)"', page).group(1))

@@ -52,11 +52,11 @@ def test_a_commit_publishes_the_conversations_it_touched(app_ctx):
     try:
         conv = _conversation()
         first = listener.notices()
-        assert first == [{"c": [conv.id], "e": []}]
+        assert first == [{"c": [conv.id], "e": [], "q": []}]  # a new chat with the bot: not in the queue
 
         db.session.add(Message(conversation_id=conv.id, role="customer", text="hello"))
         db.session.commit()
-        assert listener.notices() == [{"c": [conv.id], "e": []}]
+        assert listener.notices() == [{"c": [conv.id], "e": [], "q": []}]
     finally:
         listener.close()
 
@@ -79,10 +79,34 @@ def test_a_new_escalation_is_flagged_but_other_status_changes_are_not(app_ctx):
     try:
         conv.status = ESCALATED
         db.session.commit()
-        assert listener.notices() == [{"c": [conv.id], "e": [conv.id]}]
+        assert listener.notices() == [{"c": [conv.id], "e": [conv.id], "q": [conv.id]}]
         conv.status = AGENT
         db.session.commit()
-        assert listener.notices() == [{"c": [conv.id], "e": []}]
+        assert listener.notices() == [{"c": [conv.id], "e": [], "q": [conv.id]}]
+    finally:
+        listener.close()
+
+
+def test_only_what_the_queue_shows_flags_a_queue_change(app_ctx):
+    """The queue and the waiting count refresh on `queue` events: escalations, claims, hand-backs,
+    closes and priority changes of waiting chats, not the traffic of chats with the bot."""
+    with_bot = _conversation(salesiq_id="bot-1", open_key="bot-1")
+    waiting = _conversation(salesiq_id="wait-1", open_key="wait-1", status=ESCALATED)
+    listener = Listener(app_ctx)
+    try:
+        with_bot.priority, with_bot.step = "High", "confirm"
+        with_bot.message_count += 1
+        db.session.commit()
+        assert listener.notices() == [{"c": [with_bot.id], "e": [], "q": []}]
+        waiting.priority = "High"
+        db.session.commit()
+        assert listener.notices() == [{"c": [waiting.id], "e": [], "q": [waiting.id]}]
+        waiting.message_count += 1
+        db.session.commit()
+        assert listener.notices() == [{"c": [waiting.id], "e": [], "q": []}]
+        with_bot.status = "closed"
+        db.session.commit()
+        assert listener.notices() == [{"c": [with_bot.id], "e": [], "q": [with_bot.id]}]
     finally:
         listener.close()
 
@@ -101,6 +125,7 @@ def test_the_webhook_publishes_without_knowing_about_the_dashboard(app, client):
 
 
 def test_events_for_a_page():
+    assert live.events_for({1, 2}, set(), None, {2}) == [("conversations", "2"), ("queue", "1")]
     assert live.events_for({1, 2}, set(), None) == [("conversations", "2")]
     assert live.events_for({1, 2}, set(), 2) == [("conversations", "2"), ("conversation", "2")]
     assert live.events_for({1}, {1}, 5) == [("conversations", "1"), ("escalation", "1")]
@@ -108,13 +133,14 @@ def test_events_for_a_page():
 
 
 def test_the_stream_sends_events_for_its_conversation_only(app_ctx):
+    app_ctx.config.update(LIVE_LIST_EVENT_SECONDS=0)  # no holding back here (see the burst test below)
     stream = live.stream(conversation_id=7)
     events = iter(stream)
     try:
         assert next(events).startswith("retry: ")
-        live.publish([3], [])
+        live.publish([3], [], [])
         assert next(events) == "event: conversations\ndata: 1\n\n"
-        live.publish([7], [7])
+        live.publish([7], [7], [])
         assert next(events) == ("event: conversations\ndata: 1\n\nevent: conversation\ndata: 7\n\n"
                                 "event: escalation\ndata: 7\n\n")
     finally:
@@ -126,8 +152,8 @@ def test_notices_close_together_go_out_as_one_event(app_ctx):
     events = iter(stream)
     try:
         next(events)
-        live.publish([1], [])
-        live.publish([2], [])
+        live.publish([1], [], [])
+        live.publish([2], [], [])
         assert next(events) == "event: conversations\ndata: 2\n\n"
     finally:
         stream.close()
@@ -154,7 +180,7 @@ def test_the_stream_route_needs_sign_in_and_streams_events(app, client):
         chunks = iter(response.response)
         assert next(chunks).startswith(b"retry: ")
         with app.app_context():
-            live.publish([5], [])
+            live.publish([5], [], [])
         assert next(chunks) == b"event: conversations\ndata: 1\n\nevent: conversation\ndata: 5\n\n"
     finally:
         response.close()
@@ -193,8 +219,32 @@ def test_a_worker_process_publishes_its_commits(live_server, worker_process):
         with app.app_context():
             jobs.get_queue().enqueue(jobs.close_idle_conversations)
         notices = wait_until(lambda: listener.notices(timeout=0.2), timeout=30)
-        assert {"c": [conv_id], "e": []} in notices
+        assert {"c": [conv_id], "e": [], "q": [conv_id]} in notices  # closed: it changes the open list
         with app.app_context():
             assert db.session.get(Conversation, conv_id).close_reason == "inactivity"
     finally:
         listener.close()
+
+
+def test_a_burst_gives_one_list_event_at_once_and_one_at_the_end_of_the_window(app_ctx):
+    """At 100 messages a second a list would refresh without pause: the list-wide event goes out at most
+    once a window (the first at once, the rest of the burst together after it); the page's own
+    conversation is never held back."""
+    app_ctx.config.update(LIVE_LIST_EVENT_SECONDS=0.5)
+    stream = live.stream(conversation_id=9)
+    events = iter(stream)
+    try:
+        next(events)
+        started = time.monotonic()
+        live.publish([1], [], [])
+        assert next(events) == "event: conversations\ndata: 1\n\n"
+        assert time.monotonic() - started < 0.4
+        for conversation_id in (2, 3, 2, 9):
+            live.publish([conversation_id], [], [])
+            time.sleep(0.03)
+        assert next(events) == "event: conversation\ndata: 9\n\n"  # its own conversation: at once
+        assert time.monotonic() - started < 0.45
+        assert next(events) == "event: conversations\ndata: 3\n\n"  # 2, 3 and 9, after the window
+        assert time.monotonic() - started >= 0.5
+    finally:
+        stream.close()

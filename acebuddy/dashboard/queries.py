@@ -34,7 +34,10 @@ STATUS_FILTERS = {
     CLOSED: "Closed",
     "all": "All",
 }
-LIST_LIMIT = 200
+# Rows per list and queue view: an agent works from the top, and narrows the search for anything else;
+# every row costs rendering on each live refresh of every open page (docs/performance/dashboard.md).
+LIST_LIMIT = 100
+QUEUE_LIMIT = 50
 MAX_QUERY = 100
 
 
@@ -113,7 +116,7 @@ def _with_list_data(query):
                          selectinload(Conversation.ticket_requests))
 
 
-def list_conversations(filters: ListFilters, limit: int = LIST_LIMIT) -> list[Conversation]:
+def list_conversations(filters: ListFilters, limit: int | None = None) -> list[Conversation]:
     query = select(Conversation)
     if filters.status == "open":
         query = query.where(Conversation.status != CLOSED)
@@ -125,7 +128,7 @@ def list_conversations(filters: ListFilters, limit: int = LIST_LIMIT) -> list[Co
         query = query.where(Conversation.workflow == filters.workflow)
     if filters.q:
         query = query.where(_search(filters.q))
-    query = query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(limit)
+    query = query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(limit or LIST_LIMIT)
     return list(db.session.scalars(_with_list_data(query)))
 
 
@@ -133,12 +136,13 @@ def _priority_rank():
     return case({p: n for n, p in enumerate(sla.PRIORITIES)}, value=Conversation.priority, else_=len(sla.PRIORITIES))
 
 
-def escalation_queue() -> list[Conversation]:
-    """Chats waiting for a person: highest priority first, then the longest wait."""
+def escalation_queue(limit: int | None = None) -> list[Conversation]:
+    """The first chats waiting for a person: highest priority first, then the longest wait."""
     query = (
         select(Conversation)
         .where(Conversation.status == ESCALATED)
         .order_by(_priority_rank(), Conversation.escalated_at.is_(None), Conversation.escalated_at, Conversation.id)
+        .limit(limit or QUEUE_LIMIT)
     )
     return list(db.session.scalars(_with_list_data(query)))
 

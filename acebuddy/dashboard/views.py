@@ -59,7 +59,7 @@ def index():
 
 @bp.get("/dashboard/queue")
 def queue():
-    context = {"queue": queries.escalation_queue()}
+    context = {"queue": queries.escalation_queue(), "waiting": queries.waiting_count()}
     if not is_fragment_request():
         context.update(_page_context(url_for("dashboard.events")))
     return render("dashboard/queue.html", "dashboard/partials/queue.html", **context)
