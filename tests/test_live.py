@@ -73,16 +73,19 @@ def test_a_rollback_publishes_nothing(app_ctx):
         listener.close()
 
 
+def commit_and_hear(listener: Listener) -> list[dict]:
+    db.session.commit()
+    return listener.notices()
+
+
 def test_a_new_escalation_is_flagged_but_other_status_changes_are_not(app_ctx):
     conv = _conversation()
     listener = Listener(app_ctx)
     try:
         conv.status = ESCALATED
-        db.session.commit()
-        assert listener.notices() == [{"c": [conv.id], "e": [conv.id], "q": [conv.id]}]
+        assert commit_and_hear(listener) == [{"c": [conv.id], "e": [conv.id], "q": [conv.id]}]
         conv.status = AGENT
-        db.session.commit()
-        assert listener.notices() == [{"c": [conv.id], "e": [], "q": [conv.id]}]
+        assert commit_and_hear(listener) == [{"c": [conv.id], "e": [], "q": [conv.id]}]
     finally:
         listener.close()
 
@@ -96,17 +99,13 @@ def test_only_what_the_queue_shows_flags_a_queue_change(app_ctx):
     try:
         with_bot.priority, with_bot.step = "High", "confirm"
         with_bot.message_count += 1
-        db.session.commit()
-        assert listener.notices() == [{"c": [with_bot.id], "e": [], "q": []}]
+        assert commit_and_hear(listener) == [{"c": [with_bot.id], "e": [], "q": []}]
         waiting.priority = "High"
-        db.session.commit()
-        assert listener.notices() == [{"c": [waiting.id], "e": [], "q": [waiting.id]}]
+        assert commit_and_hear(listener) == [{"c": [waiting.id], "e": [], "q": [waiting.id]}]
         waiting.message_count += 1
-        db.session.commit()
-        assert listener.notices() == [{"c": [waiting.id], "e": [], "q": []}]
+        assert commit_and_hear(listener) == [{"c": [waiting.id], "e": [], "q": []}]
         with_bot.status = "closed"
-        db.session.commit()
-        assert listener.notices() == [{"c": [with_bot.id], "e": [], "q": [with_bot.id]}]
+        assert commit_and_hear(listener) == [{"c": [with_bot.id], "e": [], "q": [with_bot.id]}]
     finally:
         listener.close()
 
