@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import redis
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from . import clock, conversations, jobs, sla
 from .desk.errors import PermanentError, RetryableError
 from .extensions import db
 from .models import N_FAILED, N_PENDING, N_SENDING, N_SENT, Conversation, Notification, TicketRequest
+from .redisconn import get_redis
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +131,43 @@ def deliver(notification_id: int) -> str:
         return "busy"
     db.session.commit()
     db.session.refresh(row)
+    if row.attempts > 1 and _handed_over(row):
+        return _finish(row, N_SENT, via="earlier attempt")
     try:
         via = _send(row)
     except PermanentError as exc:
         return _finish(row, N_FAILED, error=str(exc))
     except RetryableError as exc:
         return _retry(row, str(exc), exc.retry_after)
+    _mark_handed_over(row)
     return _finish(row, N_SENT, via=via)
+
+
+# Between the SMTP server (or SalesIQ, or Desk) accepting a notification and the row being marked sent
+# there is a database commit, which can wait seconds for SQLite's write lock; a worker killed there left
+# the row "sending", and after the lease it was sent again (seen in the soak). A mark in Redis, written
+# the moment the send succeeds, narrows that window to one Redis round trip: a later claim finds the mark
+# and records the row as sent without sending it again. Losing the mark (Redis flushed as well) only
+# brings back the at-least-once of before.
+HANDED_OVER_TTL = 7 * 24 * 3600
+
+
+def _handed_over_key(row: Notification) -> str:
+    return f"acebuddy:notification:{row.id}:handed-over"
+
+
+def _mark_handed_over(row: Notification) -> None:
+    try:
+        get_redis().set(_handed_over_key(row), "1", ex=HANDED_OVER_TTL)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("notification %s: could not mark it handed over (%s)", row.id, exc)
+
+
+def _handed_over(row: Notification) -> bool:
+    try:
+        return bool(get_redis().exists(_handed_over_key(row)))
+    except (redis.RedisError, OSError):
+        return False
 
 
 def _send(row: Notification) -> str:

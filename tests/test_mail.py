@@ -1,5 +1,6 @@
 """E-mail notifications: templates (hostile input escaped), headers, deterministic Message-IDs, delivery
 through a real SMTP server, refused addresses, and exactly-once rows."""
+import time
 from datetime import timedelta
 
 import pytest
@@ -146,3 +147,48 @@ def test_smtp_down_is_retried_later(mail_app, smtp_server):
         row = db.session.get(Notification, row.id)
         assert row.state == "pending" and row.attempts == 1 and "SMTP" in row.last_error
         assert db.session.scalar(select(func.count(Notification.id)).where(Notification.state == "sent")) == 0
+
+
+def test_a_message_accepted_before_its_worker_died_is_not_sent_again(mail_app, smtp_server, monkeypatch):
+    """The SMTP server accepted the message, then the worker died before the row was marked sent (the
+    soak's duplicate): after the lease, the next claim finds the hand-over mark and does not resend."""
+    with mail_app.app_context():
+        request = make_ticket(name="John Doe")
+        notifications.queue_ticket_notifications(request)
+        db.session.commit()
+        row_id = db.session.scalar(select(Notification.id).where(Notification.kind == "ticket_customer"))
+
+        def die(*args, **kwargs):
+            raise SystemExit("worker killed")
+
+        monkeypatch.setattr(notifications, "_finish", die)
+        with pytest.raises(SystemExit):
+            notifications.deliver(row_id)
+        monkeypatch.undo()
+        db.session.rollback()
+        assert len(smtp_server.wait_for(1)) == 1
+        row = db.session.get(Notification, row_id)
+        assert row.state == "sending" and row.attempts == 1
+        row.updated_at = clock.now() - timedelta(seconds=notifications.sending_lease() + 1)  # the lease ran out
+        db.session.commit()
+
+        assert notifications.deliver(row_id) == "sent"
+        row = db.session.get(Notification, row_id)
+        assert row.state == "sent" and row.attempts == 2 and row.sent_via == "earlier attempt"
+        time.sleep(0.3)
+        assert len(smtp_server.messages) == 1
+
+
+def test_without_the_mark_a_lost_send_is_retried(mail_app, smtp_server):
+    """A worker that died before the SMTP server accepted anything: the next claim sends."""
+    with mail_app.app_context():
+        request = make_ticket(name="John Doe")
+        notifications.queue_ticket_notifications(request)
+        db.session.commit()
+        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_customer"))
+        row.state, row.attempts = "sending", 1
+        row.updated_at = clock.now() - timedelta(seconds=notifications.sending_lease() + 1)
+        db.session.commit()
+        assert notifications.deliver(row.id) == "sent"
+        assert len(smtp_server.wait_for(1)) == 1
+        assert db.session.get(Notification, row.id).sent_via == "smtp"
