@@ -153,7 +153,8 @@ HANDED_OVER_TTL = 7 * 24 * 3600
 
 
 def _handed_over_key(row: Notification) -> str:
-    return f"acebuddy:notification:{row.id}:handed-over"
+    # The row's unique key, not its id: after a database restore, ids are handed out again, keys are not.
+    return f"acebuddy:notification:{row.key}:handed-over"
 
 
 def _mark_handed_over(row: Notification) -> None:
