@@ -19,9 +19,8 @@ def open_conversation(inbound: Inbound) -> Conversation:
     """The open conversation for this chat, created on its first message (race-safe on open_key).
 
     Called first in a webhook turn, before anything else is written: when a concurrent delivery opened
-    the conversation first, the session is rolled back and its conversation is used. (No savepoint: two
-    statements fewer per new chat, and pysqlite would commit at its RELEASE.) A new conversation is
-    committed at once, on its own: on SQLite the first write of a transaction takes the database's one
+    the conversation first, the session is rolled back and its conversation is used. A new conversation
+    is committed at once, on its own: on SQLite the first write of a transaction takes the database's one
     write lock, which would otherwise be held through the whole bot turn (docs/performance/dashboard.md)."""
     conv = find_open(inbound.conversation_key)
     if conv is None:

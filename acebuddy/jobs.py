@@ -70,14 +70,18 @@ def backoff(steps: tuple, attempt: int) -> float:
     return steps[min(max(attempt, 0), len(steps) - 1)] * current_app.config.get("OUTBOX_BACKOFF_SCALE", 1.0)
 
 
-def is_queued(func, object_id: int, *, started_grace: float, late_grace: float = 15) -> bool:
+def is_queued(func, object_id: int, *, started_grace: float, late_grace: float = 15,
+              waiting_ids: set[str] | None = None) -> bool:
     """Whether a job for this row is waiting or running now. A job started long ago died with its
-    worker; a scheduled job long overdue has no scheduler left to release it."""
+    worker; a scheduled job long overdue has no scheduler left to release it. `waiting_ids`: the queue's
+    job ids, read once by a caller that asks about many rows."""
     try:
         job = Job.fetch(job_id(func, object_id), connection=get_redis())
         status = job.get_status(refresh=False)
         due = ScheduledJobRegistry(queue=get_queue()).get_scheduled_time(job) if status == JobStatus.SCHEDULED else None
-        waiting = get_queue().get_job_position(job.id) is not None if status == JobStatus.QUEUED else None
+        if status == JobStatus.QUEUED and waiting_ids is None:
+            waiting_ids = set(get_queue().get_job_ids())
+        waiting = waiting_ids is not None and job.id in waiting_ids
     except Exception:  # missing job (Redis flushed, TTL), not in the registry, unreadable: not queued
         return False
     if due is not None:
@@ -98,8 +102,13 @@ def is_queued(func, object_id: int, *, started_grace: float, late_grace: float =
 def requeue_missing(func, object_ids, *, started_grace: float) -> int:
     """The sweep's step: queue `func(id)` for every row whose job is neither waiting nor running."""
     queued = 0
+    object_ids = list(object_ids)
+    try:  # one read of the queue for all the rows, not one per row
+        waiting_ids = set(get_queue().get_job_ids()) if object_ids else None
+    except redis.RedisError:
+        waiting_ids = None
     for object_id in object_ids:
-        if not is_queued(func, object_id, started_grace=started_grace):
+        if not is_queued(func, object_id, started_grace=started_grace, waiting_ids=waiting_ids):
             enqueue(func, object_id)
             queued += 1
     return queued

@@ -127,14 +127,13 @@ def _publish_committed(session: Session) -> None:
     publish(sorted(pending["c"]), sorted(pending["e"]), sorted(pending["q"]))
 
 
-def publish(conversation_ids, escalated_ids=(), queue_ids=None, app: Flask | None = None) -> bool:
+def publish(conversation_ids, escalated_ids=(), queue_ids=(), app: Flask | None = None) -> bool:
     """Tell every open dashboard that these conversations changed (`queue_ids`: those whose place in the
-    escalation queue may have changed; by default all of them); False when Redis is away."""
+    escalation queue may have changed); False when Redis is away."""
     app = app or current_app._get_current_object()
     state = app.extensions.setdefault(EXTENSION, {"down_until": 0.0})
     if time.monotonic() < state["down_until"]:
         return False
-    queue_ids = conversation_ids if queue_ids is None else queue_ids
     notice = json.dumps({"c": list(conversation_ids), "e": list(escalated_ids), "q": list(queue_ids)},
                         separators=(",", ":"))
     try:

@@ -43,3 +43,15 @@ def test_the_sending_lease_scales_with_the_backoff_but_never_under_three_timeout
         assert notifications.sending_lease() == 9.0  # 180 x 0.05
         app.config.update(DESK_TIMEOUT=5.0)
         assert notifications.sending_lease() == 15.0  # a delivery may still be on the wire
+
+
+def test_the_sweep_reads_the_queue_once_for_all_its_rows(app_ctx, monkeypatch):
+    from rq import Queue
+
+    for object_id in range(1, 6):
+        jobs.enqueue(jobs.deliver_notification, object_id)
+    reads = []
+    real = Queue.get_job_ids
+    monkeypatch.setattr(Queue, "get_job_ids", lambda self, *a, **k: reads.append(1) or real(self, *a, **k))
+    assert jobs.requeue_missing(jobs.deliver_notification, range(1, 8), started_grace=60) == 2  # 6 and 7
+    assert len(reads) == 1

@@ -137,9 +137,9 @@ def test_the_stream_sends_events_for_its_conversation_only(app_ctx):
     events = iter(stream)
     try:
         assert next(events).startswith("retry: ")
-        live.publish([3], [], [])
+        live.publish([3], [])
         assert next(events) == "event: conversations\ndata: 1\n\n"
-        live.publish([7], [7], [])
+        live.publish([7], [7])
         assert next(events) == ("event: conversations\ndata: 1\n\nevent: conversation\ndata: 7\n\n"
                                 "event: escalation\ndata: 7\n\n")
     finally:
@@ -151,8 +151,8 @@ def test_notices_close_together_go_out_as_one_event(app_ctx):
     events = iter(stream)
     try:
         next(events)
-        live.publish([1], [], [])
-        live.publish([2], [], [])
+        live.publish([1], [])
+        live.publish([2], [])
         assert next(events) == "event: conversations\ndata: 2\n\n"
     finally:
         stream.close()
@@ -179,7 +179,7 @@ def test_the_stream_route_needs_sign_in_and_streams_events(app, client):
         chunks = iter(response.response)
         assert next(chunks).startswith(b"retry: ")
         with app.app_context():
-            live.publish([5], [], [])
+            live.publish([5], [])
         assert next(chunks) == b"event: conversations\ndata: 1\n\nevent: conversation\ndata: 5\n\n"
     finally:
         response.close()
@@ -235,11 +235,11 @@ def test_a_burst_gives_one_list_event_at_once_and_one_at_the_end_of_the_window(a
     try:
         next(events)
         started = time.monotonic()
-        live.publish([1], [], [])
+        live.publish([1], [])
         assert next(events) == "event: conversations\ndata: 1\n\n"
         assert time.monotonic() - started < 0.4
         for conversation_id in (2, 3, 2, 9):
-            live.publish([conversation_id], [], [])
+            live.publish([conversation_id], [])
             time.sleep(0.03)
         assert next(events) == "event: conversation\ndata: 9\n\n"  # its own conversation: at once
         assert time.monotonic() - started < 0.45

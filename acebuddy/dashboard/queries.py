@@ -116,7 +116,7 @@ def _with_list_data(query):
                          selectinload(Conversation.ticket_requests))
 
 
-def list_conversations(filters: ListFilters, limit: int | None = None) -> list[Conversation]:
+def list_conversations(filters: ListFilters) -> list[Conversation]:
     query = select(Conversation)
     if filters.status == "open":
         query = query.where(Conversation.status != CLOSED)
@@ -128,7 +128,7 @@ def list_conversations(filters: ListFilters, limit: int | None = None) -> list[C
         query = query.where(Conversation.workflow == filters.workflow)
     if filters.q:
         query = query.where(_search(filters.q))
-    query = query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(limit or LIST_LIMIT)
+    query = query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(LIST_LIMIT)
     return list(db.session.scalars(_with_list_data(query)))
 
 
@@ -136,13 +136,13 @@ def _priority_rank():
     return case({p: n for n, p in enumerate(sla.PRIORITIES)}, value=Conversation.priority, else_=len(sla.PRIORITIES))
 
 
-def escalation_queue(limit: int | None = None) -> list[Conversation]:
+def escalation_queue() -> list[Conversation]:
     """The first chats waiting for a person: highest priority first, then the longest wait."""
     query = (
         select(Conversation)
         .where(Conversation.status == ESCALATED)
         .order_by(_priority_rank(), Conversation.escalated_at.is_(None), Conversation.escalated_at, Conversation.id)
-        .limit(limit or QUEUE_LIMIT)
+        .limit(QUEUE_LIMIT)
     )
     return list(db.session.scalars(_with_list_data(query)))
 

@@ -48,7 +48,7 @@ def process(inbound: Inbound) -> dict:
         db.session.commit()
     except IntegrityError:
         # The same delivery was answered meanwhile (its record won the unique key): give its answer;
-        # nothing this attempt did was kept.
+        # nothing of this attempt's turn was kept (only a conversation it opened, committed on its own).
         db.session.rollback()
         stored = _stored_answer(key) if key else None
         if stored is None:
