@@ -1,11 +1,12 @@
 """Conversations: found or created by SalesIQ's conversation id, their messages, timeline and close."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import event, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import clock
+from . import clock, live
 from .extensions import db
 from .models import BOT, CLOSED, Conversation, ConversationEvent, Message
 from .salesiq.payload import Inbound
@@ -15,14 +16,15 @@ def find_open(salesiq_id: str) -> Conversation | None:
     return db.session.scalar(select(Conversation).where(Conversation.open_key == salesiq_id))
 
 
-def open_conversation(inbound: Inbound) -> Conversation:
+def open_conversation(inbound: Inbound, found: Conversation | None | bool = False) -> Conversation:
     """The open conversation for this chat, created on its first message (race-safe on open_key).
+    `found` is what the caller's own look-up by `find_open` gave, when it made one.
 
     Called first in a webhook turn, before anything else is written: when a concurrent delivery opened
     the conversation first, the session is rolled back and its conversation is used. A new conversation
     is committed at once, on its own: on SQLite the first write of a transaction takes the database's one
     write lock, which would otherwise be held through the whole bot turn (docs/performance/dashboard.md)."""
-    conv = find_open(inbound.conversation_key)
+    conv = find_open(inbound.conversation_key) if found is False else found
     if conv is None:
         conv = Conversation(
             salesiq_id=inbound.conversation_key,
@@ -59,17 +61,72 @@ def _update_visitor(conv: Conversation, inbound: Inbound) -> None:
             setattr(conv, attr, value)
 
 
-def add_message(conv: Conversation, role: str, text: str, *, masked: bool = False) -> Message:
+# Rows of a batch (see batch_rows), by table, in the session's info until the next flush or commit.
+_BATCH = "acebuddy_rows"
+
+
+def batch_rows() -> None:
+    """Until the current transaction ends, write the lines and timeline entries of stored conversations
+    as plain rows, one multi-row INSERT per table when the session flushes or commits.
+
+    The webhook turn's cost is the database layer, not the bot (docs/performance/webhook.md): the ORM's
+    unit of work costs several times a plain INSERT for objects nothing reads back during the turn. In a
+    batch, `add_message` returns None (no Message object exists) and a query sees the rows only after
+    a flush, as with any object added under `no_autoflush`."""
+    db.session.info.setdefault(_BATCH, {Message: [], ConversationEvent: []})
+
+
+def _batch(conv: Conversation) -> dict | None:
+    if conv.id is None:
+        return None
+    return db.session.info.get(_BATCH)
+
+
+@event.listens_for(Session, "before_flush")
+def _insert_batch(session: Session, _context=None, _instances=None) -> None:
+    batch = session.info.get(_BATCH)
+    if not batch or session.in_nested_transaction():
+        # Not inside a savepoint: its rollback would take rows made before it (a duplicate
+        # notification's savepoint, say); they go in with the outer transaction's next flush.
+        return
+    touched = set()
+    for model, rows in batch.items():
+        if rows:
+            session.connection().execute(insert(model.__table__), rows)
+            touched.update(row["conversation_id"] for row in rows)
+            rows.clear()
+    if touched:
+        live.touched(session, touched)
+
+
+# A commit flushes only when the ORM has changes: the batch is written before the commit either way.
+event.listen(Session, "before_commit", _insert_batch)
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _end_batch(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: the outer transaction goes on
+        return
+    session.info.pop(_BATCH, None)
+
+
+def add_message(conv: Conversation, role: str, text: str, *, masked: bool = False) -> Message | None:
     moment = clock.now()
-    if conv.id is not None and "messages" not in conv.__dict__:
-        # Every webhook turn adds several lines to a conversation whose message list is not loaded:
-        # the key and a plain reference skip the collection bookkeeping, half the cost of the insert
-        # (docs/performance/webhook.md). A later load of `conv.messages` reads the rows.
+    batch = _batch(conv)
+    if batch is not None and "messages" not in conv.__dict__:
+        batch[Message].append({"conversation_id": conv.id, "role": role, "text": text, "masked": masked,
+                               "created_at": moment})
+        message = None
+    elif conv.id is not None and "messages" not in conv.__dict__:
+        # A conversation whose message list is not loaded: the key and a plain reference skip the
+        # collection bookkeeping. A later load of `conv.messages` reads the rows.
         message = Message(conversation_id=conv.id, role=role, text=text, masked=masked, created_at=moment)
         set_committed_value(message, "conversation", conv)
     else:
         message = Message(conversation=conv, role=role, text=text, masked=masked, created_at=moment)
-    db.session.add(message)
+    if message is not None:
+        db.session.add(message)
     conv.message_count = (conv.message_count or 0) + 1
     conv.last_message_at = moment
     return message
@@ -77,6 +134,11 @@ def add_message(conv: Conversation, role: str, text: str, *, masked: bool = Fals
 
 def record_event(conv: Conversation, kind: str, detail: str = "") -> None:
     """A timeline entry. `detail` must carry no personal data: it is shown to every agent and logged."""
+    batch = _batch(conv)
+    if batch is not None:
+        batch[ConversationEvent].append({"conversation_id": conv.id, "kind": kind, "detail": detail[:500],
+                                         "created_at": clock.now()})
+        return
     if conv.id is None:
         db.session.flush()
     db.session.add(ConversationEvent(conversation_id=conv.id, kind=kind, detail=detail[:500]))

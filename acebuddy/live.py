@@ -95,7 +95,7 @@ def _queue_changed(obj, is_new: bool) -> bool:
 
 
 def _collect(session: Session, _flush_context) -> None:
-    pending = session.info.setdefault(_PENDING, {"c": set(), "e": set(), "q": set()})
+    pending = _pending(session)
     new = session.new
     for obj in (*new, *session.dirty, *session.deleted):
         try:
@@ -110,6 +110,15 @@ def _collect(session: Session, _flush_context) -> None:
             pending["e"].add(conversation_id)
         if _queue_changed(obj, obj in new):
             pending["q"].add(conversation_id)
+
+
+def touched(session: Session, conversation_ids) -> None:
+    """Conversations changed by rows written without ORM objects (conversations.batch_rows)."""
+    _pending(session)["c"].update(conversation_ids)
+
+
+def _pending(session: Session) -> dict:
+    return session.info.setdefault(_PENDING, {"c": set(), "e": set(), "q": set()})
 
 
 def _forget_rolled_back(session: Session) -> None:

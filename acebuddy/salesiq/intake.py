@@ -13,14 +13,14 @@ import logging
 import time
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import literal, null, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import conversations, notifications
 from ..bot import engine, redaction
 from ..bot.engine import Turn
 from ..extensions import db
-from ..models import CREATED, FAILED, TicketRequest, WebhookDelivery
+from ..models import CREATED, FAILED, Conversation, TicketRequest, WebhookDelivery
 from .payload import Inbound
 from .responses import BotReply
 
@@ -31,12 +31,11 @@ SECRET_MASK = "•••• (verification answer hidden)"
 
 def process(inbound: Inbound) -> dict:
     key = inbound.delivery_key
-    if key:
-        stored = _stored_answer(key)
-        if stored is not None:
-            return stored
+    stored, found = _look_up(key, inbound.conversation_key)
+    if stored is not None:
+        return stored
     try:
-        conv, turn = _handle(inbound)
+        conv, turn = _handle(inbound, found)
         body = turn.reply.to_json()
         wait = turn.ticket is not None and _reply_wait() > 0
         if turn.ticket is not None and not wait:
@@ -69,9 +68,9 @@ def _with_line(body: dict, line: str) -> dict:
     return {**body, "replies": body["replies"] + [line]}
 
 
-def _handle(inbound: Inbound):
+def _handle(inbound: Inbound, found):
     if inbound.handler == "trigger":
-        return _trigger(inbound)
+        return _trigger(inbound, found)
     if inbound.handler not in ("message", "context"):
         # Unknown handlers (e.g. a failure notice) are acknowledged; nothing changes (spec §3 [U]).
         log.info("acknowledged SalesIQ handler %r", inbound.handler)
@@ -81,9 +80,11 @@ def _handle(inbound: Inbound):
         text = " ".join(str(a.get("text", a)) if isinstance(a, dict) else str(a) for a in inbound.answers.values())
         if not inbound.conversation_key or not text.strip():
             return None, Turn(BotReply(["Thanks! What can I help you with?"]))
-    conv = conversations.open_conversation(inbound)
+    conv = conversations.open_conversation(inbound, found)
     try:
-        # Nothing is written until the turn's end: one flush instead of one per query the bot makes.
+        # Nothing is written until the turn's end: one flush instead of one per query the bot makes,
+        # and the turn's lines and timeline entries as plain rows.
+        conversations.batch_rows()
         with db.session.no_autoflush:
             turn, _lines = run_turn(conv, text, savepoint=False)
     except Exception:
@@ -143,10 +144,10 @@ def _fallback_hand_over(conv) -> BotReply:
                         action="forward", department=current_app.config.get("SALESIQ_DEPARTMENT_ID"))
 
 
-def _trigger(inbound: Inbound):
+def _trigger(inbound: Inbound, found):
     if not inbound.conversation_key:
         return None, Turn(engine.greet(None, inbound.visitor.name))
-    conv = conversations.open_conversation(inbound)
+    conv = conversations.open_conversation(inbound, found)
     reply = engine.greet(conv, inbound.visitor.name or conv.visitor_name)
     _store_bot_lines(conv, reply)
     return conv, Turn(reply)
@@ -197,4 +198,22 @@ def _ticket_reply(request_id: int, conv) -> str | None:
 
 
 def _stored_answer(key: str) -> dict | None:
-    return db.session.scalar(select(WebhookDelivery.response).where(WebhookDelivery.key == key))
+    return db.session.scalar(_answer_query(key))
+
+
+def _answer_query(key: str):
+    return select(WebhookDelivery.response).where(WebhookDelivery.key == key)
+
+
+def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None, Conversation | None | bool]:
+    """(the stored answer to this delivery, the chat's open conversation) in one query: both are read
+    on every call, and a round trip is a good part of a turn (docs/performance/webhook.md). The
+    conversation is False when there is no conversation key to look for."""
+    if not conversation_key:
+        return (_stored_answer(key) if key else None), False
+    answer = _answer_query(key).scalar_subquery() if key else null()
+    one = select(literal(1).label("one")).subquery()
+    query = (select(answer.label("answer"), Conversation).select_from(one)
+             .outerjoin(Conversation, Conversation.open_key == conversation_key))
+    stored, conv = db.session.execute(query).one()
+    return stored, conv
