@@ -34,6 +34,7 @@ def open_conversation(inbound: Inbound, found: Conversation | None | bool = Fals
             data={},
             state={},
         )
+        _update_visitor(conv, inbound)
         db.session.add(conv)
         try:
             db.session.flush()
@@ -42,9 +43,20 @@ def open_conversation(inbound: Inbound, found: Conversation | None | bool = Fals
             conv = find_open(inbound.conversation_key)
         else:
             record_event(conv, "opened", f"via {inbound.format}")
-            db.session.commit()
+            _commit_keeping_loaded()
     _update_visitor(conv, inbound)
     return conv
+
+
+def _commit_keeping_loaded() -> None:
+    """Commit without expiring what the session holds: the new row is exactly what was just written,
+    and reading it back would cost the turn a query."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
 
 
 def _update_visitor(conv: Conversation, inbound: Inbound) -> None:

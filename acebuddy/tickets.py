@@ -51,9 +51,9 @@ def request_ticket(conv: Conversation, workflow, *, escalated: bool = False, rea
         contact_email=(customer.email if customer else None) or conv.visitor_email,
         contact_phone=(customer.phone if customer else None) or conv.visitor_phone,
     )
+    request.description = describe(conv, workflow, request)  # before the INSERT: no second UPDATE
     db.session.add(request)
     db.session.flush()
-    request.description = describe(conv, workflow, request)
     conv.priority = workflow.priority
     conversations.record_event(conv, "ticket_requested", f"{request.ref} {workflow.intent} {request.ticket_status}")
     jobs.after_commit(jobs.create_ticket, request.id)

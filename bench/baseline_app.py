@@ -1,8 +1,15 @@
-"""The webhook benchmark's baseline: a bare Flask endpoint that parses the same JSON body and does one
-INSERT into the same database, served by the same gunicorn settings (`gunicorn 'baseline_app:create_app()'`).
+"""The webhook benchmark's baselines, served by the same gunicorn settings as AceBuddy:
+
+- `create_app()`: the goal's baseline, a bare Flask endpoint that parses the same JSON body and does one
+  INSERT into the same database (the table `bench_baseline`, created by bench/webhook.py);
+- `create_floor_app()`: the SQL a bot turn writes and nothing else, in plain SQLAlchemy Core on
+  AceBuddy's own tables: the look-up of the delivery and the open conversation, the conversation's
+  INSERT on a chat's first message, the two lines, one timeline entry, the conversation's UPDATE, the
+  delivery record, one commit. No bot, no ORM, no live notice: what a turn would cost if everything but
+  its database work were free, so the reading says how much of the goal the statements alone allow.
 
 Same driver, pool options and SQLite pragmas as AceBuddy (WAL, busy_timeout), so the difference
-measured is AceBuddy's own work. The table `bench_baseline` is created by bench/webhook.py.
+measured is AceBuddy's own work.
 """
 from __future__ import annotations
 
@@ -20,7 +27,11 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
+    literal,
+    select,
+    update,
 )
 
 metadata = MetaData()
@@ -64,6 +75,56 @@ def create_app():
                 created_at=datetime.now(UTC).replace(tzinfo=None),
             ))
         return jsonify({"action": "reply", "replies": ["ok"]})
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    return app
+
+
+def create_floor_app():
+    """`gunicorn 'baseline_app:create_floor_app()'`, with DATABASE_URL set to a migrated AceBuddy database."""
+    import json
+
+    from acebuddy.models import Conversation, ConversationEvent, Message, WebhookDelivery
+
+    conversation, message = Conversation.__table__, Message.__table__
+    event_table, delivery = ConversationEvent.__table__, WebhookDelivery.__table__
+    app = Flask(__name__)
+    engine = engine_for(os.environ["DATABASE_URL"])
+
+    @app.post("/webhook/salesiq")
+    def webhook():
+        body = request.get_json()
+        chat = (body.get("visitor") or {}).get("active_conversation_id")
+        key = "zobot:" + (body.get("request") or {}).get("id", "")
+        text = (body.get("message") or {}).get("text") or ""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        answer = {"action": "reply", "replies": ["ok"]}
+        with engine.begin() as conn:
+            stored = select(delivery.c.response).where(delivery.c.key == key).scalar_subquery()
+            one = select(literal(1).label("one")).subquery()
+            row = conn.execute(select(stored.label("answer"), conversation.c.id, conversation.c.state)
+                               .select_from(one).outerjoin(conversation, conversation.c.open_key == chat)).one()
+            if row.answer is not None:
+                return jsonify(row.answer)
+            conv_id = row.id
+            if conv_id is None:
+                conv_id = conn.execute(insert(conversation).values(
+                    salesiq_id=chat, open_key=chat, source="zobot", status="bot", data={}, state={},
+                    verification="none", verify_failures=0, message_count=0, last_message_at=now,
+                    created_at=now, updated_at=now).returning(conversation.c.id)).scalar_one()
+            conn.execute(insert(message), [
+                {"conversation_id": conv_id, "role": "customer", "text": text, "masked": False, "created_at": now},
+                {"conversation_id": conv_id, "role": "bot", "text": "ok", "masked": False, "created_at": now}])
+            conn.execute(insert(event_table).values(conversation_id=conv_id, kind="intent", detail="floor 1.00",
+                                                    created_at=now))
+            conn.execute(update(conversation).where(conversation.c.id == conv_id).values(
+                state=json.loads(json.dumps(dict(row.state or {}, turns=1))), last_message_at=now,
+                message_count=conversation.c.message_count + 2, updated_at=func.now()))
+            conn.execute(insert(delivery).values(key=key, conversation_id=conv_id, response=answer, created_at=now))
+        return jsonify(answer)
 
     @app.get("/healthz")
     def healthz():

@@ -7,7 +7,8 @@ Migrates a throw-away database with the demo data (as bench/webhook.py does), bu
 process and sends the webhook benchmark's chats (knowledge: 4 questions; workflow: the 5-turn password
 reset) through Flask's test client, `TICKET_REPLY_WAIT=0`. Reports the process CPU time per message,
 which is what the closed-loop throughput of bench/webhook.py is made of (that benchmark is the judge;
-this one only says where to look). The bare baseline's request is timed the same way for scale.
+this one only says where to look). The bare baseline's request and the floor (a turn's SQL alone, see
+bench/baseline_app.py) are timed the same way for scale.
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def main() -> None:
             stack.create_baseline_table(database.url)
             os.environ.update(env)
             from acebuddy import create_app
-            from baseline_app import create_app as create_baseline
+            from baseline_app import create_app as create_baseline, create_floor_app
 
             app = create_app()
             client = app.test_client()
@@ -81,8 +82,9 @@ def main() -> None:
                                                      content_type="application/json").get_data(as_text=True)]
             measure("knowledge", client, knowledge_chats(questions), args.rounds, args.profile)
             measure("workflow", client, workflow_chats(), args.rounds * 4, args.profile)
-            bare = create_baseline().test_client()
-            measure("baseline", bare, [{"turns": [{"text": "hello", "expect": "ok"}] * 5}] * 20, args.rounds * 4, 0)
+            bare = [{"turns": [{"text": "hello", "expect": "ok"}] * 5}] * 20
+            measure("floor", create_floor_app().test_client(), bare, args.rounds * 4, 0)
+            measure("baseline", create_baseline().test_client(), bare, args.rounds * 4, 0)
             with app.app_context():
                 from acebuddy.extensions import db
                 db.engine.dispose()

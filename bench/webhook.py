@@ -13,6 +13,9 @@ none answers). Then, one after the other on the same machine:
             sleep), no SalesIQ signature keys.
   baseline  `gunicorn -c gunicorn.conf.py 'baseline_app:create_app()'` with the same workers and threads: one
             JSON parse and one INSERT into the same database per request.
+  floor     `gunicorn -c gunicorn.conf.py 'baseline_app:create_floor_app()'`: the SQL statements of a bot turn
+            in plain Core on AceBuddy's tables, no bot, no ORM (closed loop only, after everything else,
+            on the mixed plan): how close to the goal a turn's database work alone allows.
 
 and for each: a warm-up (discarded), the closed loop at --concurrency chats (default 50) for each
 scenario, and the open loop at --rate messages a second (default 100). The load generator is
@@ -177,8 +180,13 @@ def run_database(kind: str, args) -> dict:
             baseline = stack.Gunicorn("baseline_app:create_app()", dict(env, PYTHONPATH=f"{stack.ROOT}:{stack.BENCH}"),
                                       bare_port, args.workers, args.threads, os.path.join(workdir, "baseline.log"))
             servers.append(baseline)
+            floor_port = stack.free_port()
+            floor = stack.Gunicorn("baseline_app:create_floor_app()", dict(env, PYTHONPATH=f"{stack.ROOT}:{stack.BENCH}"),
+                                   floor_port, args.workers, args.threads, os.path.join(workdir, "floor.log"))
+            servers.append(floor)
             acebuddy.wait_ready()
             baseline.wait_ready()
+            floor.wait_ready()
 
             webhook = acebuddy.url + "/webhook/salesiq"
             questions = probe(webhook, candidate_questions(), KB_EXPECT)
@@ -208,6 +216,9 @@ def run_database(kind: str, args) -> dict:
                 results.append(open_loop(baseline, "baseline", bare["mixed"], args, f"{tag}-bo"))
             info["acebuddy_rows"] = _row_counts(database.url)
             info["acebuddy_log_tail"] = stack.tail(acebuddy.log.name)
+            loadgen("closed", bare["mixed"], floor.url + "/webhook/salesiq", args, tool, f"{tag}-warmf",
+                    concurrency=args.concurrency, duration=args.warmup)
+            results.append(closed(floor, "floor", "turn SQL", bare["mixed"], args, tool, f"{tag}-floor"))
         finally:
             for server in servers:
                 server.stop()
@@ -232,7 +243,7 @@ def report(infos: list[dict], args) -> str:
         for r in info["results"]:
             lat = r["latency"]
             ratio = ""
-            if r["target"] == "acebuddy" and r["mode"] == "closed" and base:
+            if r["target"] != "baseline" and r["mode"] == "closed" and base:
                 ratio = f"{100 * r['throughput_rps'] / base:.0f} %"
             cpu = r.get("cpu", {})
             per_msg = (1000 * cpu["server_cpu_s"] / r["requests"]) if r.get("requests") and cpu else None
