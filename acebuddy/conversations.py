@@ -52,11 +52,11 @@ def _commit_keeping_loaded() -> None:
     """Commit without expiring what the session holds: the new row is exactly what was just written,
     and reading it back would cost the turn a query."""
     session = db.session()
-    session.expire_on_commit = False
+    expire, session.expire_on_commit = session.expire_on_commit, False
     try:
         session.commit()
     finally:
-        session.expire_on_commit = True
+        session.expire_on_commit = expire
 
 
 def _update_visitor(conv: Conversation, inbound: Inbound) -> None:

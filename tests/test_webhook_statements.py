@@ -1,0 +1,84 @@
+"""The SQL a webhook turn sends: the turn's cost is its database work (docs/performance/webhook.md), so
+these pin the statements of the common turns. A change that adds a round trip to every message fails
+here, not only in a benchmark."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import event
+
+from acebuddy.extensions import db
+from acebuddy.knowledge.importer import import_directory
+from tests.helpers import Chat, load_directory
+from tests.test_bot_knowledge import DEMO_KB
+
+
+class Statements:
+    """The statements an engine runs, as "VERB table" (the knowledge index's own reads left out: it
+    checks the article table's version every few seconds, whichever turn that falls on)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.seen: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, _conn, _cursor, statement, _params, _context, _many):
+        verb = statement.split(None, 1)[0].upper()
+        table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+\"?(\w+)", statement)
+        name = f"{verb} {table.group(1) if table else ''}".strip()
+        if "article" not in name:
+            self.seen.append(name)
+
+    def take(self) -> list[str]:
+        seen, self.seen = self.seen, []
+        return seen
+
+    def close(self):
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+
+@pytest.fixture
+def statements(app):
+    with app.app_context():
+        load_directory()
+        assert not import_directory(DEMO_KB).errors
+        recorder = Statements(db.engine)
+    yield recorder
+    recorder.close()
+
+
+def test_a_knowledge_turn_is_one_look_up_and_one_write_a_table(client, statements):
+    chat = Chat(client, "stmt-kb")
+    chat.say("how long do you keep my backups for?")
+    first = statements.take()
+    # A new chat: its conversation is committed on its own, then the turn; nothing is read back.
+    assert first == ["SELECT webhook_delivery", "INSERT conversation", "INSERT conversation_event",
+                     "INSERT message", "INSERT conversation_event", "UPDATE conversation", "INSERT webhook_delivery"]
+    chat.say("Yes")
+    chat.say("how do I connect to the VPN?")
+    statements.take()
+    chat.say("how long do you keep my backups for?")
+    assert "Did this help?" in chat.text
+    assert statements.take() == ["SELECT webhook_delivery", "INSERT message", "INSERT conversation_event", "UPDATE conversation",
+                                 "INSERT webhook_delivery"]
+
+
+def test_a_repeated_delivery_is_one_query(client, statements):
+    from tests.helpers import zobot_message
+
+    body = zobot_message("how long do you keep my backups for?", "stmt-repeat", request_id="stmt-r1")
+    first = client.post("/webhook/salesiq", json=body).get_json()
+    statements.take()
+    assert client.post("/webhook/salesiq", json=body).get_json() == first
+    assert statements.take() == ["SELECT webhook_delivery"]
+
+
+def test_a_workflow_step_writes_its_line_and_its_state(client, statements):
+    chat = Chat(client, "stmt-wf")
+    chat.say("I forgot my password")
+    statements.take()
+    chat.say("john.doe")
+    assert "last four digits" in chat.text
+    assert statements.take() == ["SELECT webhook_delivery", "SELECT customer", "INSERT message", "UPDATE conversation",
+                                 "INSERT webhook_delivery"]
