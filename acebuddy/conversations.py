@@ -88,6 +88,10 @@ def batch_rows() -> None:
     db.session.info.setdefault(_BATCH, {Message: [], ConversationEvent: []})
 
 
+# Built once (a statement costs more to construct than to run).
+_INSERT = {Message: insert(Message.__table__), ConversationEvent: insert(ConversationEvent.__table__)}
+
+
 def _batch(conv: Conversation) -> dict | None:
     if conv.id is None:
         return None
@@ -104,7 +108,7 @@ def _insert_batch(session: Session, _context=None, _instances=None) -> None:
     touched = set()
     for model, rows in batch.items():
         if rows:
-            session.connection().execute(insert(model.__table__), rows)
+            session.connection().execute(_INSERT[model], rows)
             touched.update(row["conversation_id"] for row in rows)
             rows.clear()
     if touched:

@@ -13,7 +13,7 @@ import logging
 import time
 
 from flask import current_app
-from sqlalchemy import literal, null, select
+from sqlalchemy import bindparam, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import conversations, notifications
@@ -198,22 +198,24 @@ def _ticket_reply(request_id: int, conv) -> str | None:
 
 
 def _stored_answer(key: str) -> dict | None:
-    return db.session.scalar(_answer_query(key))
+    return db.session.scalar(select(WebhookDelivery.response).where(WebhookDelivery.key == key))
 
 
-def _answer_query(key: str):
-    return select(WebhookDelivery.response).where(WebhookDelivery.key == key)
+# Built once: constructing a statement costs more than running it, and this one runs on every call
+# (docs/performance/webhook.md). A NULL key matches nothing.
+_LOOK_UP = (
+    select(select(WebhookDelivery.response).where(WebhookDelivery.key == bindparam("key"))
+           .scalar_subquery().label("answer"), Conversation)
+    .select_from(select(literal(1).label("one")).subquery())
+    .outerjoin(Conversation, Conversation.open_key == bindparam("chat"))
+)
 
 
 def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None, Conversation | None | bool]:
     """(the stored answer to this delivery, the chat's open conversation) in one query: both are read
-    on every call, and a round trip is a good part of a turn (docs/performance/webhook.md). The
-    conversation is False when there is no conversation key to look for."""
+    on every call, and a round trip is a good part of a turn. The conversation is False when there is
+    no conversation key to look for."""
     if not conversation_key:
         return (_stored_answer(key) if key else None), False
-    answer = _answer_query(key).scalar_subquery() if key else null()
-    one = select(literal(1).label("one")).subquery()
-    query = (select(answer.label("answer"), Conversation).select_from(one)
-             .outerjoin(Conversation, Conversation.open_key == conversation_key))
-    stored, conv = db.session.execute(query).one()
+    stored, conv = db.session.execute(_LOOK_UP, {"key": key, "chat": conversation_key}).one()
     return stored, conv
