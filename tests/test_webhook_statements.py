@@ -10,7 +10,7 @@ from sqlalchemy import event
 
 from acebuddy.extensions import db
 from acebuddy.knowledge.importer import import_directory
-from tests.helpers import Chat, load_directory
+from tests.helpers import Chat, load_directory, zobot_message
 from tests.test_bot_knowledge import DEMO_KB
 
 
@@ -34,6 +34,12 @@ class Statements:
         seen, self.seen = self.seen, []
         return seen
 
+    def after(self, chat: Chat, line: str) -> list[str]:
+        """The statements of the turn that answers `line`."""
+        self.take()
+        chat.say(line)
+        return self.take()
+
     def close(self):
         event.remove(self.engine, "before_cursor_execute", self._record)
 
@@ -48,37 +54,34 @@ def statements(app):
     recorder.close()
 
 
+# The look-up of the delivery and the conversation (one query), then one write a table.
+LOOK_UP = "SELECT webhook_delivery"
+
+
 def test_a_knowledge_turn_is_one_look_up_and_one_write_a_table(client, statements):
     chat = Chat(client, "stmt-kb")
-    chat.say("how long do you keep my backups for?")
-    first = statements.take()
     # A new chat: its conversation is committed on its own, then the turn; nothing is read back.
-    assert first == ["SELECT webhook_delivery", "INSERT conversation", "INSERT conversation_event",
-                     "INSERT message", "INSERT conversation_event", "UPDATE conversation", "INSERT webhook_delivery"]
+    assert statements.after(chat, "how long do you keep my backups for?") == [
+        LOOK_UP, "INSERT conversation", "INSERT conversation_event",
+        "INSERT message", "INSERT conversation_event", "UPDATE conversation", "INSERT webhook_delivery"]
     chat.say("Yes")
     chat.say("how do I connect to the VPN?")
-    statements.take()
-    chat.say("how long do you keep my backups for?")
+    assert statements.after(chat, "how long do you keep my backups for?") == [
+        LOOK_UP, "INSERT message", "INSERT conversation_event", "UPDATE conversation", "INSERT webhook_delivery"]
     assert "Did this help?" in chat.text
-    assert statements.take() == ["SELECT webhook_delivery", "INSERT message", "INSERT conversation_event", "UPDATE conversation",
-                                 "INSERT webhook_delivery"]
 
 
 def test_a_repeated_delivery_is_one_query(client, statements):
-    from tests.helpers import zobot_message
-
     body = zobot_message("how long do you keep my backups for?", "stmt-repeat", request_id="stmt-r1")
     first = client.post("/webhook/salesiq", json=body).get_json()
     statements.take()
     assert client.post("/webhook/salesiq", json=body).get_json() == first
-    assert statements.take() == ["SELECT webhook_delivery"]
+    assert statements.take() == [LOOK_UP]
 
 
 def test_a_workflow_step_writes_its_line_and_its_state(client, statements):
     chat = Chat(client, "stmt-wf")
     chat.say("I forgot my password")
-    statements.take()
-    chat.say("john.doe")
+    assert statements.after(chat, "john.doe") == [
+        LOOK_UP, "SELECT customer", "INSERT message", "UPDATE conversation", "INSERT webhook_delivery"]
     assert "last four digits" in chat.text
-    assert statements.take() == ["SELECT webhook_delivery", "SELECT customer", "INSERT message", "UPDATE conversation",
-                                 "INSERT webhook_delivery"]
