@@ -16,15 +16,19 @@ def find_open(salesiq_id: str) -> Conversation | None:
     return db.session.scalar(select(Conversation).where(Conversation.open_key == salesiq_id))
 
 
-def open_conversation(inbound: Inbound, found: Conversation | None | bool = False) -> Conversation:
-    """The open conversation for this chat, created on its first message (race-safe on open_key).
-    `found` is what the caller's own look-up by `find_open` gave, when it made one.
+def open_conversation(inbound: Inbound) -> Conversation:
+    """The open conversation for this chat, created on its first message (race-safe on open_key)."""
+    return open_found(inbound, find_open(inbound.conversation_key))
+
+
+def open_found(inbound: Inbound, conv: Conversation | None) -> Conversation:
+    """`open_conversation` for a caller that has already looked the chat's open conversation up (the
+    webhook reads it in the same query as its repeat check).
 
     Called first in a webhook turn, before anything else is written: when a concurrent delivery opened
     the conversation first, the session is rolled back and its conversation is used. A new conversation
     is committed at once, on its own: on SQLite the first write of a transaction takes the database's one
     write lock, which would otherwise be held through the whole bot turn (docs/performance/dashboard.md)."""
-    conv = find_open(inbound.conversation_key) if found is False else found
     if conv is None:
         conv = Conversation(
             salesiq_id=inbound.conversation_key,

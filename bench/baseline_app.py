@@ -84,13 +84,23 @@ def create_app():
 
 
 def create_floor_app():
-    """`gunicorn 'baseline_app:create_floor_app()'`, with DATABASE_URL set to a migrated AceBuddy database."""
-    import json
+    """`gunicorn 'baseline_app:create_floor_app()'`, with DATABASE_URL set to a migrated AceBuddy database.
+    Its statements are built once with bound parameters, as AceBuddy's look-up and batch INSERTs are."""
+    from sqlalchemy import bindparam
 
     from acebuddy.models import Conversation, ConversationEvent, Message, WebhookDelivery
 
-    conversation, message = Conversation.__table__, Message.__table__
-    event_table, delivery = ConversationEvent.__table__, WebhookDelivery.__table__
+    conversation, delivery = Conversation.__table__, WebhookDelivery.__table__
+    look_up = (select(select(delivery.c.response).where(delivery.c.key == bindparam("key"))
+                      .scalar_subquery().label("answer"), conversation.c.id, conversation.c.state)
+               .select_from(select(literal(1).label("one")).subquery())
+               .outerjoin(conversation, conversation.c.open_key == bindparam("chat")))
+    open_chat = insert(conversation).returning(conversation.c.id)
+    add_lines = insert(Message.__table__)
+    add_event = insert(ConversationEvent.__table__)
+    touch = update(conversation).where(conversation.c.id == bindparam("conv_id")).values(
+        message_count=conversation.c.message_count + 2, updated_at=func.now())
+    record = insert(delivery)
     app = Flask(__name__)
     engine = engine_for(os.environ["DATABASE_URL"])
 
@@ -103,27 +113,22 @@ def create_floor_app():
         now = datetime.now(UTC).replace(tzinfo=None)
         answer = {"action": "reply", "replies": ["ok"]}
         with engine.begin() as conn:
-            stored = select(delivery.c.response).where(delivery.c.key == key).scalar_subquery()
-            one = select(literal(1).label("one")).subquery()
-            row = conn.execute(select(stored.label("answer"), conversation.c.id, conversation.c.state)
-                               .select_from(one).outerjoin(conversation, conversation.c.open_key == chat)).one()
+            row = conn.execute(look_up, {"key": key, "chat": chat}).one()
             if row.answer is not None:
                 return jsonify(row.answer)
             conv_id = row.id
             if conv_id is None:
-                conv_id = conn.execute(insert(conversation).values(
-                    salesiq_id=chat, open_key=chat, source="zobot", status="bot", data={}, state={},
-                    verification="none", verify_failures=0, message_count=0, last_message_at=now,
-                    created_at=now, updated_at=now).returning(conversation.c.id)).scalar_one()
-            conn.execute(insert(message), [
+                conv_id = conn.execute(open_chat, {
+                    "salesiq_id": chat, "open_key": chat, "source": "zobot", "status": "bot", "data": {},
+                    "state": {}, "verification": "none", "verify_failures": 0, "message_count": 0,
+                    "last_message_at": now, "created_at": now, "updated_at": now}).scalar_one()
+            conn.execute(add_lines, [
                 {"conversation_id": conv_id, "role": "customer", "text": text, "masked": False, "created_at": now},
                 {"conversation_id": conv_id, "role": "bot", "text": "ok", "masked": False, "created_at": now}])
-            conn.execute(insert(event_table).values(conversation_id=conv_id, kind="intent", detail="floor 1.00",
-                                                    created_at=now))
-            conn.execute(update(conversation).where(conversation.c.id == conv_id).values(
-                state=json.loads(json.dumps(dict(row.state or {}, turns=1))), last_message_at=now,
-                message_count=conversation.c.message_count + 2, updated_at=func.now()))
-            conn.execute(insert(delivery).values(key=key, conversation_id=conv_id, response=answer, created_at=now))
+            conn.execute(add_event, {"conversation_id": conv_id, "kind": "intent", "detail": "floor 1.00",
+                                     "created_at": now})
+            conn.execute(touch, {"conv_id": conv_id, "state": dict(row.state or {}, turns=1), "last_message_at": now})
+            conn.execute(record, {"key": key, "conversation_id": conv_id, "response": answer, "created_at": now})
         return jsonify(answer)
 
     @app.get("/healthz")

@@ -68,7 +68,7 @@ def _with_line(body: dict, line: str) -> dict:
     return {**body, "replies": body["replies"] + [line]}
 
 
-def _handle(inbound: Inbound, found):
+def _handle(inbound: Inbound, found: Conversation | None):
     if inbound.handler == "trigger":
         return _trigger(inbound, found)
     if inbound.handler not in ("message", "context"):
@@ -80,7 +80,7 @@ def _handle(inbound: Inbound, found):
         text = " ".join(str(a.get("text", a)) if isinstance(a, dict) else str(a) for a in inbound.answers.values())
         if not inbound.conversation_key or not text.strip():
             return None, Turn(BotReply(["Thanks! What can I help you with?"]))
-    conv = conversations.open_conversation(inbound, found)
+    conv = conversations.open_found(inbound, found)
     try:
         # Nothing is written until the turn's end: one flush instead of one per query the bot makes,
         # and the turn's lines and timeline entries as plain rows.
@@ -144,10 +144,10 @@ def _fallback_hand_over(conv) -> BotReply:
                         action="forward", department=current_app.config.get("SALESIQ_DEPARTMENT_ID"))
 
 
-def _trigger(inbound: Inbound, found):
+def _trigger(inbound: Inbound, found: Conversation | None):
     if not inbound.conversation_key:
         return None, Turn(engine.greet(None, inbound.visitor.name))
-    conv = conversations.open_conversation(inbound, found)
+    conv = conversations.open_found(inbound, found)
     reply = engine.greet(conv, inbound.visitor.name or conv.visitor_name)
     _store_bot_lines(conv, reply)
     return conv, Turn(reply)
@@ -211,11 +211,11 @@ _LOOK_UP = (
 )
 
 
-def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None, Conversation | None | bool]:
+def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None, Conversation | None]:
     """(the stored answer to this delivery, the chat's open conversation) in one query: both are read
-    on every call, and a round trip is a good part of a turn. The conversation is False when there is
-    no conversation key to look for."""
+    on every call, and a round trip is a good part of a turn. No conversation without a key (the
+    handlers that need one refuse a call without it)."""
     if not conversation_key:
-        return (_stored_answer(key) if key else None), False
+        return (_stored_answer(key) if key else None), None
     stored, conv = db.session.execute(_LOOK_UP, {"key": key, "chat": conversation_key}).one()
     return stored, conv
