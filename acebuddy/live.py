@@ -95,21 +95,28 @@ def _queue_changed(obj, is_new: bool) -> bool:
 
 
 def _collect(session: Session, _flush_context) -> None:
-    pending = _pending(session)
     new = session.new
     for obj in (*new, *session.dirty, *session.deleted):
-        try:
-            conversation_id = _conversation_of(session, obj)
-        except Exception:  # never let the dashboard's bookkeeping break a writer's flush
-            log.exception("live: could not read the conversation of %s", type(obj).__name__)
-            continue
-        if conversation_id is None:
-            continue
-        pending["c"].add(conversation_id)
-        if _newly_escalated(obj):
-            pending["e"].add(conversation_id)
-        if _queue_changed(obj, obj in new):
-            pending["q"].add(conversation_id)
+        collect(session, obj, is_new=obj in new)
+
+
+def collect(session: Session, obj, *, is_new: bool = False) -> None:
+    """Note the change of one object for the next commit's notice. A flush does it for every object it
+    writes; a writer that bypasses the flush (conversations.write_changes) calls it before the change
+    is marked written, while the object's attribute history still tells what changed."""
+    try:
+        conversation_id = _conversation_of(session, obj)
+    except Exception:  # never let the dashboard's bookkeeping break a writer's flush
+        log.exception("live: could not read the conversation of %s", type(obj).__name__)
+        return
+    if conversation_id is None:
+        return
+    pending = _pending(session)
+    pending["c"].add(conversation_id)
+    if _newly_escalated(obj):
+        pending["e"].add(conversation_id)
+    if _queue_changed(obj, is_new):
+        pending["q"].add(conversation_id)
 
 
 def touched(session: Session, conversation_ids) -> None:

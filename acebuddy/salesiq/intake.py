@@ -13,7 +13,7 @@ import logging
 import time
 
 from flask import current_app
-from sqlalchemy import bindparam, literal, select
+from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import conversations, notifications
@@ -40,11 +40,7 @@ def process(inbound: Inbound) -> dict:
         wait = turn.ticket is not None and _reply_wait() > 0
         if turn.ticket is not None and not wait:
             body = _with_line(body, _filing_line(conv))
-        delivery = None
-        if key:
-            delivery = WebhookDelivery(key=key, conversation_id=conv.id if conv else None, response=body)
-            db.session.add(delivery)
-        db.session.commit()
+        _commit_turn(conv, key, body)
     except IntegrityError:
         # The same delivery was answered meanwhile (its record won the unique key): give its answer;
         # nothing of this attempt's turn was kept (only a conversation it opened, committed on its own).
@@ -58,10 +54,22 @@ def process(inbound: Inbound) -> dict:
         extra = _ticket_reply(turn.ticket.id, conv)
         if extra:
             body = _with_line(body, extra)
-            if delivery is not None:
-                delivery.response = body
+            if key:
+                db.session.connection().execute(_REANSWER, {"k": key, "answer": body})
             db.session.commit()
     return body
+
+
+def _commit_turn(conv: Conversation | None, key: str | None, body: dict) -> None:
+    """Write the turn and, last, its delivery record with the answer, and commit. The conversation's
+    change goes as one plain UPDATE when it is all the turn changed (conversations.write_changes);
+    otherwise (a ticket filed, a customer verified) the ORM's flush writes everything."""
+    if conv is None or not conversations.write_changes(conv):
+        db.session.flush()
+    if key:
+        db.session.connection().execute(_RECORD, {"key": key, "conversation_id": conv.id if conv else None,
+                                                  "response": body})
+    db.session.commit()
 
 
 def _with_line(body: dict, line: str) -> dict:
@@ -201,8 +209,13 @@ def _stored_answer(key: str) -> dict | None:
     return db.session.scalar(select(WebhookDelivery.response).where(WebhookDelivery.key == key))
 
 
-# Built once: constructing a statement costs more than running it, and this one runs on every call
-# (docs/performance/webhook.md). A NULL key matches nothing.
+# Built once: constructing a statement costs more than running it, and these run on every call
+# (docs/performance/webhook.md). The delivery record, and its answer rewritten when a ticket's number
+# made it into the reply:
+_RECORD = insert(WebhookDelivery.__table__)
+_REANSWER = (update(WebhookDelivery.__table__).where(WebhookDelivery.__table__.c.key == bindparam("k"))
+             .values(response=bindparam("answer")))
+# The stored answer and the open conversation (a NULL key matches nothing):
 _LOOK_UP = (
     select(select(WebhookDelivery.response).where(WebhookDelivery.key == bindparam("key"))
            .scalar_subquery().label("answer"), Conversation)
