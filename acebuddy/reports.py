@@ -24,6 +24,9 @@ KINDS = {TICKET: "Ticket", ESCALATION: "Escalation"}
 STATUSES = {sla.ON_TRACK: "On track", sla.AT_RISK: "At risk", sla.BREACHED: "Breached", sla.MET: "Met"}
 NO_WORKFLOW = "none"
 MAX_PERIOD_DAYS = 366
+# Dates a report may cover: far enough for any real chat, near enough that a period's UTC bounds (a
+# day past its end, shifted by the calendar's zone) stay within what a datetime can hold.
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,9 @@ def parse_period(first: str | None, last: str | None, now: datetime | None = Non
         period = Period(date.fromisoformat(first or last), date.fromisoformat(last or first))
     except ValueError:
         return default, "Dates must look like 2025-03-10; showing the last seven days."
+    if not (EARLIEST <= period.first and period.last <= LATEST):
+        return default, (f"Dates must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}; "
+                         "showing the last seven days.")
     if period.last < period.first:
         return default, "The period ends before it starts; showing the last seven days."
     if (period.last - period.first).days >= MAX_PERIOD_DAYS:

@@ -219,7 +219,8 @@ def test_period_parsing(app_ctx, monkeypatch):
     assert reports.parse_period(None, None) == (reports.Period(date(2025, 3, 10), date(2025, 3, 16)), None)
     assert reports.parse_period("2025-03-01", "2025-03-02") == (reports.Period(date(2025, 3, 1), date(2025, 3, 2)), None)
     assert reports.parse_period("2025-03-05", None)[0] == reports.Period(date(2025, 3, 5), date(2025, 3, 5))
-    for bad in (("2025-13-01", "2025-03-02"), ("2025-03-05", "2025-03-01"), ("2023-01-01", "2025-03-01")):
+    for bad in (("2025-13-01", "2025-03-02"), ("2025-03-05", "2025-03-01"), ("2023-01-01", "2025-03-01"),
+                ("9999-12-31", None), ("0001-01-01", "0001-01-02")):  # found by the fuzzer: bounds overflowed
         period, error = reports.parse_period(*bad)
         assert period == WEEK and error
 

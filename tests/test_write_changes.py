@@ -1,0 +1,132 @@
+"""The webhook turn's plain UPDATE (conversations.write_changes): the conversation's changed columns in
+one statement when that is all the session holds, otherwise nothing written and the ORM's flush does it
+all; either way the same rows, the same live notice, nothing written twice."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, event, select
+from sqlalchemy.orm.exc import StaleDataError
+
+from acebuddy import clock, conversations
+from acebuddy.extensions import db
+from acebuddy.models import ESCALATED, Conversation, Customer, Message
+from tests.test_batch_rows import _lines, _stored_conversation
+from tests.test_live import Listener, commit_and_hear
+
+
+class Updates:
+    """The UPDATE statements an engine runs, with their parameters."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, object]] = []
+        event.listen(db.engine, "before_cursor_execute", self._record)
+
+    def _record(self, _conn, _cursor, statement, params, _context, _many):
+        if statement.lstrip().upper().startswith("UPDATE"):
+            self.seen.append((statement, params))
+
+    def close(self):
+        event.remove(db.engine, "before_cursor_execute", self._record)
+
+
+@pytest.fixture
+def updates(app_ctx):
+    recorder = Updates()
+    yield recorder
+    recorder.close()
+
+
+def _set_columns(statement: str) -> set[str]:
+    assignments = re.search(r"\bSET\s+(.*?)\s+WHERE\b", statement, re.S).group(1)
+    return {part.split("=")[0].strip().strip('"') for part in assignments.split(",")}
+
+
+def _row(conv_id: int) -> dict:
+    table = Conversation.__table__
+    return dict(db.session.execute(select(table).where(table.c.id == conv_id)).mappings().one())
+
+
+def test_the_changed_columns_go_in_one_update_and_the_commit_writes_nothing_more(app_ctx, updates):
+    conv = _stored_conversation("write-1")
+    before = _row(conv.id)
+    conversations.batch_rows()
+    conversations.add_message(conv, "customer", "my printer is offline")
+    conv.step, conv.state, conv.workflow = "ask_printer", {"pending": {"kind": "clarify"}}, "printer"
+
+    assert conversations.write_changes(conv) is True
+    assert len(updates.seen) == 1
+    assert _set_columns(updates.seen[0][0]) == {"step", "state", "workflow", "message_count", "last_message_at",
+                                                "updated_at"}  # unchanged columns are not rewritten
+    db.session.commit()
+    assert len(updates.seen) == 1  # the ORM saw the conversation as written
+
+    db.session.expire_all()
+    after = _row(conv.id)
+    assert (after["step"], after["workflow"], after["state"]) == ("ask_printer", "printer",
+                                                                   {"pending": {"kind": "clarify"}})
+    assert after["message_count"] == before["message_count"] + 1
+    assert after["updated_at"] >= before["updated_at"]
+    assert _lines(conv.id) == [("customer", "my printer is offline", False)]
+
+
+def test_anything_else_pending_leaves_it_all_to_the_flush(app_ctx, updates):
+    conv = _stored_conversation("write-2")
+    customer = Customer(username="write.two", email="w2@example.com", name="W Two")
+    db.session.add(customer)
+    conv.step = "verify"
+    assert conversations.write_changes(conv) is False  # a new object: the flush orders the writes
+    assert updates.seen == []
+    db.session.commit()
+
+    conv.customer = customer  # a relationship: the flush derives the foreign key
+    assert conversations.write_changes(conv) is False
+    db.session.commit()
+    assert _row(conv.id)["customer_id"] == customer.id
+
+    other = _stored_conversation("write-3")
+    conv.step, other.step = "a", "b"  # two conversations changed
+    assert conversations.write_changes(conv) is False
+    db.session.commit()
+    assert (_row(conv.id)["step"], _row(other.id)["step"]) == ("a", "b")
+
+
+def test_a_conversation_with_no_change_writes_nothing_but_its_rows(app_ctx, updates):
+    conv = _stored_conversation("write-4")
+    conversations.batch_rows()
+    conversations.record_event(conv, "intent", "smalltalk 0.90")
+    # record_event changes no column: only the batched row is written.
+    assert conversations.write_changes(conv) is True
+    db.session.commit()
+    assert updates.seen == []
+
+
+def test_the_live_notice_is_the_one_a_flush_would_give(app_ctx):
+    conv = _stored_conversation("write-5")
+    listener = Listener(app_ctx)
+    try:
+        conv.message_count += 1
+        assert conversations.write_changes(conv)
+        assert commit_and_hear(listener) == [{"c": [conv.id], "e": [], "q": []}]
+        conv.status, conv.escalated_at, conv.escalation_reason = ESCALATED, clock.now(), "customer_request"
+        assert conversations.write_changes(conv)
+        assert commit_and_hear(listener) == [{"c": [conv.id], "e": [conv.id], "q": [conv.id]}]
+        conv.priority = "High"  # a waiting chat's place in the queue
+        assert conversations.write_changes(conv)
+        assert commit_and_hear(listener) == [{"c": [conv.id], "e": [], "q": [conv.id]}]
+    finally:
+        listener.close()
+
+
+def test_a_conversation_deleted_meanwhile_fails_the_turn_as_the_flush_would(app_ctx):
+    conv = _stored_conversation("write-6")
+    conv_id = conv.id
+    conv.last_message_at = clock.now() + timedelta(seconds=1)
+    with db.session.no_autoflush:
+        db.session.execute(delete(Message).where(Message.conversation_id == conv_id))
+        db.session.execute(delete(Conversation.__table__).where(Conversation.__table__.c.id == conv_id))
+    with pytest.raises(StaleDataError):
+        conversations.write_changes(conv)
+    db.session.rollback()
