@@ -187,6 +187,14 @@ class WebhookDelivery(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
 
+class DeskBlock(db.Model):
+    """Zoho Desk's org-wide THRESHOLD_EXCEEDED block (its Redis key is the fast copy): kept here too, so
+    a Redis restart or flush inside the Retry-After window does not let calls through early."""
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    until: Mapped[datetime]
+
+
 class TicketRequest(TimestampMixin, db.Model):
     """The outbox row for one Desk ticket: written with the workflow's last step, then a job files it."""
 

@@ -26,8 +26,8 @@ per-call refusal); Desk commits a ticket then holds the answer past the client t
 drops the connection; SIGKILL of a worker (with its work horse) or of the scheduler, restarted a few
 seconds later; a Redis restart (embedded: the server is stopped, stays down a few seconds and is started
 again; with REDIS_URL: FLUSHDB as the stand-in, which loses every queued job but not the connection); an
-SMTP outage of --smtp-outage seconds. A Redis fault is never injected while a Retry-After window is
-open: the window lives in Redis only (see docs/performance/soak.md).
+SMTP outage of --smtp-outage seconds. The first THRESHOLD_EXCEEDED is also followed by a Redis fault
+inside its Retry-After window (the block must hold from its database copy).
 
 Reconciliation, once the traffic has stopped, every fault has healed and the outbox has drained:
   messages     every customer line the load generator got a 200 for is one Message row
@@ -118,7 +118,7 @@ class Settings:
     @classmethod
     def short(cls, **overrides) -> Settings:
         """The CI version: about 45 s of traffic with every fault kind, fast timings, a short drain."""
-        values = dict(minutes=0.75, chats=6, workers=2, fault_every=3.5, smtp_outage=10.0, retry_after=4,
+        values = dict(minutes=0.75, chats=6, workers=2, fault_every=3.5, smtp_outage=10.0, retry_after=10,
                       redis_down=2.0, think=(0.1, 0.4), repeat_rate=0.05, drain_timeout=120.0,
                       idle_close_minutes=1, timings=dict(FAST_TIMINGS))
         values.update(overrides)
@@ -520,6 +520,8 @@ class Faults:
         self._stop = threading.Event()
         self._background: list[threading.Thread] = []
         self._smtp_busy = threading.Event()
+        self._window_fault_planned = False
+        self._redis_lock = threading.Lock()  # one Redis fault at a time
         self._thread = threading.Thread(target=self._run, name="soak-faults", daemon=True)
         self.started = time.time()
         desk_timeout = float(settings.timings.get("DESK_TIMEOUT", 10))
@@ -566,7 +568,13 @@ class Faults:
     def desk_429(self) -> str:
         self.desk.fail_next("*", "*", count=1, status=429, error_code="THRESHOLD_EXCEEDED",
                             retry_after=self.s.retry_after)
-        return f"next call answers 429 THRESHOLD_EXCEEDED, Retry-After {self.s.retry_after}"
+        detail = f"next call answers 429 THRESHOLD_EXCEEDED, Retry-After {self.s.retry_after}"
+        if not self._window_fault_planned:  # the first one also gets a Redis fault inside its window
+            self._window_fault_planned = True
+            since = time.time()
+            self._later(0, lambda: self.redis_fault_inside_the_window(since))
+            detail += "; Redis is lost inside its window"
+        return detail
 
     def desk_busy(self) -> str:
         self.desk.fail_next("*", "*", count=2, status=429, error_code="TOO_MANY_REQUESTS", retry_after=1)
@@ -599,18 +607,28 @@ class Faults:
         return f"SIGKILL the scheduler; restarted after {back:.1f} s"
 
     def redis_restart(self) -> str:
-        # The THRESHOLD_EXCEEDED block lives in Redis: losing it inside a window is a known gap, not tested.
-        waited = 0.0
-        while self.window_end() > time.time():
-            time.sleep(0.2)
-            waited += 0.2
-        suffix = f" (after waiting {waited:.0f} s for a Retry-After window to close)" if waited else ""
-        return self.stack.redis_restart() + suffix
+        with self._redis_lock:
+            inside = self.window_open_since(0.0)
+            return self.stack.redis_restart() + (" (inside a Retry-After window)" if inside else "")
 
-    def window_end(self) -> float:
-        ends = [c.answered + (c.retry_after or 60) for c in list(self.stack.desk_calls)
-                if c.status == 429 and c.error_code == "THRESHOLD_EXCEEDED"]
-        return max(ends, default=0.0) + 1.0
+    def window_open_since(self, since: float) -> bool:
+        """Whether a THRESHOLD_EXCEEDED window answered after `since` is open now."""
+        now = time.time()
+        return any(since <= c.answered and now < c.answered + (c.retry_after or 60) - 1.0
+                   for c in list(self.stack.desk_calls)
+                   if c.status == 429 and c.error_code == "THRESHOLD_EXCEEDED")
+
+    def redis_fault_inside_the_window(self, since: float) -> None:
+        """Once the injected THRESHOLD_EXCEEDED has been answered, lose Redis while its window is open:
+        the block must hold from its database copy (docs/desk.md)."""
+        deadline = time.time() + 120
+        while not self._stop.is_set() and time.time() < deadline:
+            if self.window_open_since(since):
+                detail = self.redis_restart()
+                self.injected.append((time.time(), "redis_restart", detail))
+                self.log(f"  {time.time() - self.started:7.1f}s  {'redis_restart':13} {detail}")
+                return
+            time.sleep(0.1)
 
     def smtp_outage(self) -> str:
         self._smtp_busy.set()

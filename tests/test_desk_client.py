@@ -10,8 +10,10 @@ import pytest
 from acebuddy import clock
 from acebuddy.desk import DeskClient, NewTicket, desk_client, zoho_tokens
 from acebuddy.desk import client as client_module
+from acebuddy.desk.blocks import DatabaseBlocks
 from acebuddy.desk.client import SlotLimiter, split_comment, split_name, zoho_time
 from acebuddy.desk.errors import AuthError, PermanentError, RetryableError
+from acebuddy.extensions import db
 from acebuddy.redisconn import get_redis
 from acebuddy.sandbox.accounts import accounts_sandbox
 from acebuddy.sandbox.desk import DEFAULT_CUSTOM_FIELDS, desk_sandbox
@@ -334,6 +336,45 @@ def test_threshold_exceeded_blocks_every_client_for_retry_after(app, desk, sandb
     assert len(sandbox.requests) == 1  # nobody called Desk inside the window
     time.sleep(1.05)
     assert other.list_departments()
+
+
+def test_the_block_outlives_a_redis_flush_inside_its_window(app, desk, sandbox):
+    """A Redis restart without persistence (or a flush) inside the Retry-After window: the database's
+    copy of the block keeps every client from calling Desk early, and puts the Redis key back."""
+    key = f"acebuddy:desk:{app.config['ZOHO_ORG_ID']}:blocked"
+    sandbox.fail_next("GET", "/departments", status=429, error_code="THRESHOLD_EXCEEDED", retry_after=2)
+    with pytest.raises(RetryableError):
+        desk.list_departments()
+    get_redis(app).flushdb()
+    other = desk_client(app)
+    with pytest.raises(RetryableError) as blocked:
+        other.list_departments()
+    assert blocked.value.code == "THRESHOLD_EXCEEDED" and 0 < blocked.value.retry_after <= 2
+    assert 0 < get_redis(app).pttl(key) <= 2000  # back in Redis for every other process
+    assert len(sandbox.requests) == 1
+    time.sleep(2.05)
+    assert other.list_departments()
+
+
+def test_a_shorter_block_never_shortens_the_recorded_one(app):
+    with app.app_context():
+        blocks = DatabaseBlocks(db.engine)
+        blocks.extend("acebuddy:desk:test:blocked", 60)
+        blocks.extend("acebuddy:desk:test:blocked", 5)
+        assert 55 < blocks.remaining("acebuddy:desk:test:blocked") <= 60
+        blocks.extend("acebuddy:desk:test:blocked", 120)
+        assert 115 < blocks.remaining("acebuddy:desk:test:blocked") <= 120
+        assert blocks.remaining("acebuddy:desk:other:blocked") == 0
+
+
+def test_an_unreachable_database_never_stops_a_desk_call(app, sandbox, caplog):
+    from sqlalchemy import create_engine
+
+    with app.app_context():
+        client = desk_client(app)
+    client.blocks = DatabaseBlocks(create_engine("sqlite:////nonexistent-dir/blocks.db"))
+    assert client.list_departments()  # the read failed: logged, the call went ahead
+    assert "could not read the Desk block" in caplog.text
 
 
 def test_credits_running_out_at_desk_block_calls(app, desk, sandbox):

@@ -5,7 +5,9 @@ import requests
 from flask import Flask, current_app
 
 from ..config import ConfigError
+from ..extensions import db
 from ..redisconn import get_redis
+from .blocks import DatabaseBlocks
 from .client import (
     DeskClient,
     DeskComment,
@@ -66,4 +68,10 @@ def desk_client(app: Flask | None = None) -> DeskClient:
         redis=get_redis(app),
         concurrency=int(config.get("DESK_CONCURRENCY") or 10),
         credits_warn_below=int(config.get("DESK_CREDITS_WARN_BELOW") or 500),
+        blocks=DatabaseBlocks(_engine(app)),
     )
+
+
+def _engine(app: Flask):
+    with app.app_context():  # the app's engine, whether or not a context is already pushed
+        return db.engine

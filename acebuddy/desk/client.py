@@ -410,6 +410,7 @@ class DeskClient:
         busy_backoff: float = 0.5,
         slot_wait: float | None = None,
         page_size: int = SEARCH_LIMIT_MAX,
+        blocks=None,
     ):
         if not org_id:
             raise ValueError("ZOHO_ORG_ID is required for every Desk call but /organizations")
@@ -419,6 +420,9 @@ class DeskClient:
         self.session = session or requests.Session()
         self.timeout = timeout
         self.redis = redis
+        # The durable copy of the THRESHOLD_EXCEEDED block (desk/blocks.py): `extend(key, seconds)`,
+        # `remaining(key)`. None: the block lives in Redis (or this process) only.
+        self.blocks = blocks
         self.credits_warn_below = credits_warn_below
         self.busy_retries = busy_retries
         self.busy_backoff = busy_backoff
@@ -724,13 +728,15 @@ class DeskClient:
             return AuthError(message, code=code, status=status, errors=errors)
         return PermanentError(message, code=code, status=status, errors=errors)
 
-    def _block(self, seconds: float) -> None:
+    def _block(self, seconds: float, *, durable: bool = True) -> None:
         key = self.key_prefix + ":blocked"
         if self.redis is not None:
             self.redis.eval(_EXTEND_BLOCK, 1, key, max(1, int(seconds * 1000)), "THRESHOLD_EXCEEDED")
         else:
             with _local_guard:
                 _local_blocks[key] = max(_local_blocks.get(key, 0.0), time.monotonic() + seconds)
+        if durable and self.blocks is not None:
+            self.blocks.extend(key, seconds)
 
     def _check_blocked(self) -> None:
         key = self.key_prefix + ":blocked"
@@ -738,6 +744,12 @@ class DeskClient:
             remaining = self.redis.pttl(key) / 1000
         else:
             remaining = _local_blocks.get(key, 0.0) - time.monotonic()
+        if remaining <= 0 and self.blocks is not None:
+            # Redis may have lost the block (a restart, a flush): the database's copy says, and puts
+            # it back for the other processes.
+            remaining = self.blocks.remaining(key)
+            if remaining > 0:
+                self._block(remaining, durable=False)
         if remaining > 0:
             raise RetryableError(
                 f"Zoho Desk daily API credits exhausted; calls resume in {remaining:.0f} s",
