@@ -15,7 +15,7 @@ from flask import current_app, has_app_context
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
 from . import clock
@@ -114,8 +114,10 @@ def requeue_missing(func, object_ids, *, started_grace: float) -> int:
     return queued
 
 
-def after_commit(func, object_id: int, *, at: datetime | None = None) -> None:
-    db.session.info.setdefault("acebuddy_after_commit", []).append((func, object_id, at))
+def after_commit(func, row, *, at: datetime | None = None) -> None:
+    """Queue `func(id)` once the current transaction commits. `row` is the id, or the row itself when it
+    may not be written yet: its id is read after the commit, so the caller need not flush for it."""
+    db.session.info.setdefault("acebuddy_after_commit", []).append((func, row, at))
 
 
 @event.listens_for(Session, "after_commit")
@@ -123,7 +125,9 @@ def _enqueue_committed(session):
     if session.in_nested_transaction():  # a savepoint released: the outer transaction may still roll back
         return
     pending = session.info.pop("acebuddy_after_commit", [])
-    for func, object_id, at in pending:
+    for func, row, at in pending:
+        # The identity, not `row.id`: the commit expired the row, and reading it would be a query.
+        object_id = row if isinstance(row, int) else inspect(row).identity[0]
         enqueue(func, object_id, at=at)
 
 

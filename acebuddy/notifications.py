@@ -43,6 +43,8 @@ def queue(kind: str, *, key: str, channel: str, recipient: str | None, conversat
         return None
     if db.session.scalar(select(Notification.id).where(Notification.key == key)) is not None:
         return None
+    if ticket_request is not None and ticket_request.id is None:
+        db.session.flush()  # the request goes in before the savepoint below, whose rollback must not take it
     row = Notification(
         key=key, kind=kind, channel=channel, recipient=recipient[:254],
         conversation_id=conversation.id if conversation else None,

@@ -52,11 +52,10 @@ def request_ticket(conv: Conversation, workflow, *, escalated: bool = False, rea
         contact_phone=(customer.phone if customer else None) or conv.visitor_phone,
     )
     request.description = describe(conv, workflow, request)  # before the INSERT: no second UPDATE
-    db.session.add(request)
-    db.session.flush()
+    db.session.add(request)  # written with the turn's one flush: nothing here needs its id yet
     conv.priority = workflow.priority
     conversations.record_event(conv, "ticket_requested", f"{request.ref} {workflow.intent} {request.ticket_status}")
-    jobs.after_commit(jobs.create_ticket, request.id)
+    jobs.after_commit(jobs.create_ticket, request)
     return request
 
 

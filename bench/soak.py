@@ -538,7 +538,9 @@ class Faults:
             thread.join()
 
     def _run(self) -> None:
-        plan = list(FAULT_KINDS)
+        # desk_429 brings its own Redis fault inside its window: it stands for the planned redis_restart,
+        # so a short run loses Redis no more often than before (later faults are drawn at random).
+        plan = [kind for kind in FAULT_KINDS if kind != "redis_restart"]
         self.rng.shuffle(plan)
         kinds, weights = zip(*FAULT_WEIGHTS.items())
         while not self._stop.wait(self.s.fault_every * self.rng.uniform(0.7, 1.3)):
@@ -622,13 +624,13 @@ class Faults:
         """Once the injected THRESHOLD_EXCEEDED has been answered, lose Redis while its window is open:
         the block must hold from its database copy (docs/desk.md)."""
         deadline = time.time() + 120
-        while not self._stop.is_set() and time.time() < deadline:
-            if self.window_open_since(since):
-                detail = self.redis_restart()
-                self.injected.append((time.time(), "redis_restart", detail))
-                self.log(f"  {time.time() - self.started:7.1f}s  {'redis_restart':13} {detail}")
-                return
+        while not self._stop.is_set() and time.time() < deadline and not self.window_open_since(since):
             time.sleep(0.1)
+        # Without a window by then (no Desk call met the 429 before the traffic stopped), Redis is still
+        # lost once: this fault stands for the run's planned redis_restart.
+        detail = self.redis_restart()
+        self.injected.append((time.time(), "redis_restart", detail))
+        self.log(f"  {time.time() - self.started:7.1f}s  {'redis_restart':13} {detail}")
 
     def smtp_outage(self) -> str:
         self._smtp_busy.set()

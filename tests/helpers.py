@@ -107,7 +107,7 @@ def request_tickets(app, n: int = 1, workflow: str = "printer_issue") -> list[in
     from acebuddy.bot.workflows import WORKFLOWS
     from acebuddy.models import Conversation
 
-    ids = []
+    requests = []
     with app.app_context():
         for i in range(n):
             key = f"req-{i}-{time.monotonic_ns()}"
@@ -115,6 +115,6 @@ def request_tickets(app, n: int = 1, workflow: str = "printer_issue") -> list[in
                                 visitor_id=f"v{i}", data={"model": "HP 404"}, state={})
             db.session.add(conv)
             db.session.flush()
-            ids.append(tickets.request_ticket(conv, WORKFLOWS[workflow]).id)
-        db.session.commit()
-    return ids
+            requests.append(tickets.request_ticket(conv, WORKFLOWS[workflow]))
+        db.session.commit()  # the requests get their ids here, with the turn's one flush
+        return [request.id for request in requests]

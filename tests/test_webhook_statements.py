@@ -85,3 +85,15 @@ def test_a_workflow_step_writes_its_line_and_its_state(client, statements):
     assert statements.after(chat, "john.doe") == [
         LOOK_UP, "SELECT customer", "INSERT message", "UPDATE conversation", "INSERT webhook_delivery"]
     assert "last four digits" in chat.text
+
+
+def test_the_turn_that_files_a_ticket_writes_the_conversation_once(client, statements):
+    """The ticket request goes in with the turn's one flush (its job learns its id after the commit)."""
+    chat = Chat(client, "stmt-ticket")
+    for line in ("I forgot my password", "john.doe", "1234", "QuickBooks"):
+        chat.say(line)
+    assert "Shall I create" in chat.text
+    seen = statements.after(chat, "Yes, create the ticket")
+    assert "logging your request" in chat.text
+    assert seen.count("UPDATE conversation") == 1 and seen.count("INSERT ticket_request") == 1
+    assert seen[0] == LOOK_UP and seen[-1] == "INSERT webhook_delivery"
