@@ -260,6 +260,14 @@ def _add_transcript(request: TicketRequest, client) -> str:
     """The chat up to the ticket's creation as public comment(s); parts already posted are not posted again."""
     if request.comment_state in ("added", "failed"):
         return "created"
+    if request.comment_state == "sending":
+        # An earlier job may still be posting (its RQ record lost to a Redis flush, the sweep queued this
+        # one): give its call time to land before reading what Desk has, as _create does for an attempt.
+        margin = current_app.config["DESK_LANDING_MARGIN"]
+        safe_after = request.updated_at + timedelta(seconds=client.timeout + margin)
+        if clock.now() < safe_after:
+            jobs.enqueue(jobs.create_ticket, request.id, at=safe_after)
+            return "waiting"
     marker = f"{TRANSCRIPT_MARKER} ({request.ref})"
     # Stable across retries: only what was said before the ticket was requested.
     body = redaction.redact(conversations.transcript(request.conversation, until=request.created_at))

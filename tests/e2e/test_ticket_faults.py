@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from acebuddy import clock
+from acebuddy import clock, tickets
 from acebuddy.extensions import db
 from acebuddy.models import ConversationEvent, TicketAttempt, TicketRequest
 from acebuddy.redisconn import get_redis
@@ -171,6 +171,33 @@ def test_flushed_redis_loses_no_request(app, workers):
     workers("--cron")
     wait_created(app, ids)
     assert_exactly_one_each(app, ids)
+
+
+def test_a_transcript_maybe_still_in_flight_is_not_posted_twice(app, workers):
+    """A Redis flush while a job posts the transcript: the sweep queues another job for the request, which
+    must wait for the first one's call to land before it looks at Desk's comments."""
+    ids = request_ticket(app)
+    workers()
+    wait_created(app, ids)
+    wait_until(lambda: _comment_state(app, ids[0]) == "added", timeout=20)
+    sandbox = desk_sandbox(app)
+    posted = len([r for r in sandbox.requests if r["method"] == "POST" and r["api_path"].endswith("/comments")])
+    with app.app_context():
+        request = db.session.get(TicketRequest, ids[0])
+        request.comment_state = "sending"  # as a job leaves it the moment before its POST
+        db.session.commit()
+        assert tickets.file_ticket(ids[0]) == "waiting"
+    assert len([r for r in sandbox.requests if r["method"] == "POST" and r["api_path"].endswith("/comments")]) == posted
+    wait_until(lambda: _comment_state(app, ids[0]) == "added", timeout=20)  # then it finds the parts posted
+    with app.app_context():
+        ticket_id = db.session.get(TicketRequest, ids[0]).desk_ticket_id
+    comments = sandbox.snapshot()["comments"][ticket_id]
+    assert sum(tickets.TRANSCRIPT_MARKER in (c.get("content") or "") for c in comments) == 1
+
+
+def _comment_state(app, request_id):
+    with app.app_context():
+        return db.session.get(TicketRequest, request_id).comment_state
 
 
 def test_permanent_failure_escalates_and_tells_everyone(app, workers, smtp_server):
