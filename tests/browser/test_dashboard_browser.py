@@ -177,6 +177,9 @@ def test_take_over_hand_back_and_close_with_the_customer_in_the_simulator(server
     page.click("#conversation_actions button:has-text('Close conversation')")
     page.locator("#conversation_actions", has_text="Conversation closed.").wait_for()
     page.locator("#conversation_summary [data-status=closed]").wait_for()
+    # The timeline is its own fragment, refreshed by the same live event as the summary but fetched
+    # separately: wait for it, not only for the summary.
+    page.locator("#timeline li[data-kind=agent_closed]").wait_for()
     kinds = page.locator("#timeline li").evaluate_all("els => els.map(e => e.dataset.kind)")
     for kind in ("taken_over", "handed_back", "agent_closed", "closed"):
         assert kind in kinds
