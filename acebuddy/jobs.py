@@ -115,8 +115,8 @@ def requeue_missing(func, object_ids, *, started_grace: float) -> int:
 
 
 def after_commit(func, row, *, at: datetime | None = None) -> None:
-    """Queue `func(id)` once the current transaction commits. `row` is the id, or the row itself when it
-    may not be written yet: its id is read after the commit, so the caller need not flush for it."""
+    """Queue `func(row's id)` once the current transaction commits. The id is read after the commit, so
+    the row need not be written yet (the caller need not flush for it)."""
     db.session.info.setdefault("acebuddy_after_commit", []).append((func, row, at))
 
 
@@ -127,8 +127,7 @@ def _enqueue_committed(session):
     pending = session.info.pop("acebuddy_after_commit", [])
     for func, row, at in pending:
         # The identity, not `row.id`: the commit expired the row, and reading it would be a query.
-        object_id = row if isinstance(row, int) else inspect(row).identity[0]
-        enqueue(func, object_id, at=at)
+        enqueue(func, inspect(row).identity[0], at=at)
 
 
 @event.listens_for(Session, "after_rollback")

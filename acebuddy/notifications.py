@@ -57,7 +57,7 @@ def queue(kind: str, *, key: str, channel: str, recipient: str | None, conversat
             db.session.add(row)
     except IntegrityError:  # queued concurrently by another worker
         return None
-    jobs.after_commit(jobs.deliver_notification, row.id, at=row.not_before)
+    jobs.after_commit(jobs.deliver_notification, row, at=row.not_before)
     return row
 
 

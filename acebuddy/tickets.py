@@ -124,12 +124,8 @@ def _create(request: TicketRequest, client) -> str:
         select(TicketAttempt).where(TicketAttempt.ticket_request_id == request.id).order_by(TicketAttempt.id.desc())
     )
     if last is not None and last.finished_at is None:
-        # A killed worker's request may still be in flight at Desk for up to the client timeout;
-        # wait a margin longer before concluding it did not land.
-        margin = current_app.config["DESK_LANDING_MARGIN"]
-        safe_after = last.started_at + timedelta(seconds=client.timeout + margin)
-        if now < safe_after:
-            jobs.enqueue(jobs.create_ticket, request.id, at=safe_after)
+        # A killed worker's request may still be in flight at Desk.
+        if _wait_for_landing(request, client, since=last.started_at, now=now):
             return "waiting"
         last.finished_at, last.outcome = now, "unknown"
         db.session.commit()
@@ -169,6 +165,16 @@ def _create(request: TicketRequest, client) -> str:
     _adopt(request, ticket, how="created")
     db.session.commit()
     return "created"
+
+
+def _wait_for_landing(request: TicketRequest, client, *, since, now=None) -> bool:
+    """A Desk call made at `since` by another job may still be in flight for up to the client timeout:
+    until a margin past that, queue this job again for then and say so (True)."""
+    safe_after = since + timedelta(seconds=client.timeout + current_app.config["DESK_LANDING_MARGIN"])
+    if (now or clock.now()) >= safe_after:
+        return False
+    jobs.enqueue(jobs.create_ticket, request.id, at=safe_after)
+    return True
 
 
 def _find_or_create_contact(client, request: TicketRequest) -> str:
@@ -260,14 +266,10 @@ def _add_transcript(request: TicketRequest, client) -> str:
     """The chat up to the ticket's creation as public comment(s); parts already posted are not posted again."""
     if request.comment_state in ("added", "failed"):
         return "created"
-    if request.comment_state == "sending":
-        # An earlier job may still be posting (its RQ record lost to a Redis flush, the sweep queued this
-        # one): give its call time to land before reading what Desk has, as _create does for an attempt.
-        margin = current_app.config["DESK_LANDING_MARGIN"]
-        safe_after = request.updated_at + timedelta(seconds=client.timeout + margin)
-        if clock.now() < safe_after:
-            jobs.enqueue(jobs.create_ticket, request.id, at=safe_after)
-            return "waiting"
+    # An earlier job may still be posting (its RQ record lost to a Redis flush, the sweep queued this one):
+    # its call must land before what Desk has is read.
+    if request.comment_state == "sending" and _wait_for_landing(request, client, since=request.updated_at):
+        return "waiting"
     marker = f"{TRANSCRIPT_MARKER} ({request.ref})"
     # Stable across retries: only what was said before the ticket was requested.
     body = redaction.redact(conversations.transcript(request.conversation, until=request.created_at))

@@ -181,18 +181,22 @@ def test_a_transcript_maybe_still_in_flight_is_not_posted_twice(app, workers):
     wait_created(app, ids)
     wait_until(lambda: _comment_state(app, ids[0]) == "added", timeout=20)
     sandbox = desk_sandbox(app)
-    posted = len([r for r in sandbox.requests if r["method"] == "POST" and r["api_path"].endswith("/comments")])
+    posted = _comment_posts(sandbox)
     with app.app_context():
         request = db.session.get(TicketRequest, ids[0])
         request.comment_state = "sending"  # as a job leaves it the moment before its POST
         db.session.commit()
         assert tickets.file_ticket(ids[0]) == "waiting"
-    assert len([r for r in sandbox.requests if r["method"] == "POST" and r["api_path"].endswith("/comments")]) == posted
+    assert _comment_posts(sandbox) == posted
     wait_until(lambda: _comment_state(app, ids[0]) == "added", timeout=20)  # then it finds the parts posted
     with app.app_context():
         ticket_id = db.session.get(TicketRequest, ids[0]).desk_ticket_id
     comments = sandbox.snapshot()["comments"][ticket_id]
     assert sum(tickets.TRANSCRIPT_MARKER in (c.get("content") or "") for c in comments) == 1
+
+
+def _comment_posts(sandbox) -> int:
+    return sum(1 for r in sandbox.requests if r["method"] == "POST" and r["api_path"].endswith("/comments"))
 
 
 def _comment_state(app, request_id):
