@@ -22,14 +22,17 @@ def open_conversation(inbound: Inbound) -> Conversation:
     return open_found(inbound, find_open(inbound.conversation_key))
 
 
-def open_found(inbound: Inbound, conv: Conversation | None) -> Conversation:
+def open_found(inbound: Inbound, conv: Conversation | None, *, deferred: bool = False) -> Conversation:
     """`open_conversation` for a caller that has already looked the chat's open conversation up (the
     webhook reads it in the same query as its repeat check).
 
-    Called first in a webhook turn, before anything else is written: when a concurrent delivery opened
-    the conversation first, the session is rolled back and its conversation is used. A new conversation
-    is committed at once, on its own: on SQLite the first write of a transaction takes the database's one
-    write lock, which would otherwise be held through the whole bot turn (docs/performance/dashboard.md)."""
+    Called first in a turn, before anything else is written. By default a new conversation is inserted
+    and committed at once, on its own (when a concurrent delivery opened it first, the session is rolled
+    back and that one is used). `deferred` (the webhook turn, which owns its transaction and retries a
+    lost race): the new conversation stays pending and goes in with the turn's one flush at its end, its
+    lines and timeline entries after it, so a chat's first message costs one commit, not two, and on
+    SQLite the database's one write lock is taken at the turn's end, not held through the bot's turn
+    (docs/performance/webhook.md). Code that needs the id before then calls `saved_id`."""
     if conv is None:
         conv = Conversation(
             salesiq_id=inbound.conversation_key,
@@ -41,6 +44,10 @@ def open_found(inbound: Inbound, conv: Conversation | None) -> Conversation:
         )
         _update_visitor(conv, inbound)
         db.session.add(conv)
+        if deferred:
+            batch_rows()
+            record_event(conv, "opened", f"via {inbound.format}")
+            return conv
         try:
             db.session.flush()
         except IntegrityError:  # a concurrent delivery opened it first
@@ -52,6 +59,13 @@ def open_found(inbound: Inbound, conv: Conversation | None) -> Conversation:
             _commit_keeping_loaded()
     _update_visitor(conv, inbound)
     return conv
+
+
+def saved_id(conv: Conversation) -> int:
+    """The conversation's id, flushing it first if it is still pending (see open_found's `deferred`)."""
+    if inspect(conv).key is None:
+        db.session.flush()
+    return conv.id
 
 
 def _commit_keeping_loaded() -> None:
@@ -91,7 +105,12 @@ def batch_rows() -> None:
     unit of work costs several times a plain INSERT for objects nothing reads back during the turn. In a
     batch, `add_message` returns None (no Message object exists) and a query sees the rows only after
     a flush, as with any object added under `no_autoflush`."""
-    db.session.info.setdefault(_BATCH, {Message: [], ConversationEvent: []})
+    db.session.info.setdefault(_BATCH, {Message: [], ConversationEvent: [], _PENDING_CONV: []})
+
+
+# In a batch, the rows of a conversation not yet inserted, as (model, row, conversation): they get its id
+# and go in after the flush that inserts it.
+_PENDING_CONV = "pending"
 
 
 # Built once (a statement costs more to construct than to run).
@@ -99,20 +118,42 @@ _INSERT = {Message: insert(Message.__table__), ConversationEvent: insert(Convers
 
 
 def _batch(conv: Conversation) -> dict | None:
-    if conv.id is None:
+    state = inspect(conv)
+    if state.key is None and not state.pending:  # not in the session at all
         return None
     return db.session.info.get(_BATCH)
 
 
+def _add_row(batch: dict, model, conv: Conversation, row: dict) -> None:
+    if conv.id is None:
+        batch[_PENDING_CONV].append((model, row, conv))
+    else:
+        batch[model].append({"conversation_id": conv.id, **row})
+
+
 @event.listens_for(Session, "before_flush")
+@event.listens_for(Session, "after_flush_postexec")  # after the flush has given new rows their keys
 def _insert_batch(session: Session, _context=None, _instances=None) -> None:
+    """Write the batched rows whose conversation is in the database: before a flush (rows of stored
+    conversations), after it (rows of a conversation that flush inserted), and before a commit."""
     batch = session.info.get(_BATCH)
     if not batch or session.in_nested_transaction():
         # Not inside a savepoint: its rollback would take rows made before it (a duplicate
         # notification's savepoint, say); they go in with the outer transaction's next flush.
         return
+    waiting = batch[_PENDING_CONV]
+    if waiting:
+        still = []
+        for model, row, conv in waiting:
+            key = inspect(conv).key
+            if key is None:
+                still.append((model, row, conv))
+            else:
+                batch[model].append({"conversation_id": key[1][0], **row})
+        waiting[:] = still
     touched = set()
-    for model, rows in batch.items():
+    for model in (Message, ConversationEvent):
+        rows = batch[model]
         if rows:
             session.connection().execute(_INSERT[model], rows)
             touched.update(row["conversation_id"] for row in rows)
@@ -175,8 +216,7 @@ def add_message(conv: Conversation, role: str, text: str, *, masked: bool = Fals
     moment = clock.now()
     batch = _batch(conv)
     if batch is not None and "messages" not in conv.__dict__:
-        batch[Message].append({"conversation_id": conv.id, "role": role, "text": text, "masked": masked,
-                               "created_at": moment})
+        _add_row(batch, Message, conv, {"role": role, "text": text, "masked": masked, "created_at": moment})
         message = None
     elif conv.id is not None and "messages" not in conv.__dict__:
         # A conversation whose message list is not loaded: the key and a plain reference skip the
@@ -196,8 +236,7 @@ def record_event(conv: Conversation, kind: str, detail: str = "") -> None:
     """A timeline entry. `detail` must carry no personal data: it is shown to every agent and logged."""
     batch = _batch(conv)
     if batch is not None:
-        batch[ConversationEvent].append({"conversation_id": conv.id, "kind": kind, "detail": detail[:500],
-                                         "created_at": clock.now()})
+        _add_row(batch, ConversationEvent, conv, {"kind": kind, "detail": detail[:500], "created_at": clock.now()})
         return
     if conv.id is None:
         db.session.flush()

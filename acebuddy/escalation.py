@@ -35,7 +35,7 @@ def escalate(conv: Conversation, reason: str) -> TicketRequest | None:
         request = tickets.request_ticket(conv, workflow, escalated=True, reason=conv.escalation_reason)
     conv.step = None
     notifications.queue(
-        "escalation_support", key=f"conv{conv.id}:escalated:{conv.escalated_at.isoformat()}", channel=notifications.EMAIL,
+        "escalation_support", key=f"conv{conversations.saved_id(conv)}:escalated:{conv.escalated_at.isoformat()}", channel=notifications.EMAIL,
         recipient=current_app.config.get("SUPPORT_TEAM_EMAIL"), conversation=conv, ticket_request=request,
     )
     return request

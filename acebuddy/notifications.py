@@ -47,7 +47,7 @@ def queue(kind: str, *, key: str, channel: str, recipient: str | None, conversat
         db.session.flush()  # the request goes in before the savepoint below, whose rollback must not take it
     row = Notification(
         key=key, kind=kind, channel=channel, recipient=recipient[:254],
-        conversation_id=conversation.id if conversation else None,
+        conversation_id=conversations.saved_id(conversation) if conversation else None,
         ticket_request_id=ticket_request.id if ticket_request else None,
         message_id=message.id if message is not None else None,
         not_before=not_before or clock.now(),

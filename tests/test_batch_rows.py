@@ -106,11 +106,50 @@ def test_a_failed_savepoint_does_not_lose_the_rows_made_before_it(app_ctx):
     assert _events(conv.id) == [("intent", "before the savepoint")]
 
 
-def test_a_conversation_not_yet_stored_is_not_batched(app_ctx):
+def test_a_new_conversations_rows_go_in_after_it_in_the_same_flush(app_ctx):
+    """A new chat's conversation stays pending through the webhook turn (open_found's `deferred`): its
+    rows wait for the flush that inserts it, then go in with its id, before the commit."""
     conversations.batch_rows()
     conv = Conversation(salesiq_id="new", open_key="new", data={}, state={})
     db.session.add(conv)
-    message = conversations.add_message(conv, "customer", "first line")
+    assert conversations.add_message(conv, "customer", "first line") is None
+    conversations.record_event(conv, "opened", "via zobot")
+    db.session.flush()
+    assert conv.id is not None
+    assert _lines(conv.id) == [("customer", "first line", False)]  # written by the flush itself
+    conversations.add_message(conv, "bot", "an answer")
+    db.session.commit()
+    assert _lines(conv.id) == [("customer", "first line", False), ("bot", "an answer", False)]
+    assert _events(conv.id) == [("opened", "via zobot")]
+
+
+def test_saved_id_inserts_a_pending_conversation_and_its_rows(app_ctx):
+    conversations.batch_rows()
+    conv = Conversation(salesiq_id="new-2", open_key="new-2", data={}, state={})
+    db.session.add(conv)
+    conversations.record_event(conv, "opened", "via zobot")
+    conv_id = conversations.saved_id(conv)
+    assert conv_id == conv.id and conv_id is not None
+    assert _events(conv_id) == [("opened", "via zobot")]
+    db.session.rollback()
+    assert db.session.get(Conversation, conv_id) is None  # nothing committed: all of it rolled back
+    assert _events(conv_id) == []
+
+
+def test_rows_of_a_pending_conversation_are_dropped_with_a_rollback(app_ctx):
+    conversations.batch_rows()
+    conv = Conversation(salesiq_id="new-3", open_key="new-3", data={}, state={})
+    db.session.add(conv)
+    conversations.add_message(conv, "customer", "lost with the turn")
+    db.session.rollback()
+    assert db.session.scalar(select(func.count(Message.id))) == 0
+    assert db.session.info.get("acebuddy_rows") is None
+
+
+def test_a_conversation_outside_the_session_is_not_batched(app_ctx):
+    conversations.batch_rows()
+    conv = Conversation(salesiq_id="new-4", open_key="new-4", data={}, state={})
+    message = conversations.add_message(conv, "customer", "first line")  # adds conv through the relationship
     assert isinstance(message, Message)
     db.session.commit()
     assert _lines(conv.id) == [("customer", "first line", False)]

@@ -213,6 +213,38 @@ def test_a_new_chat_whose_first_lines_arrive_together_is_one_conversation(live_s
         assert sorted(texts) == [f"line {i}" for i in range(5)]
 
 
+def test_a_new_chat_opened_by_another_line_during_the_turn_is_answered_on_that_conversation(app, client, monkeypatch):
+    """A new chat's conversation goes in at the turn's end: when another line of the same chat opened it
+    meanwhile, the turn's INSERT loses on the open key, and the turn runs again, once, on the winner's
+    conversation: one conversation, every line stored once, a normal answer."""
+    from acebuddy.bot import engine
+
+    respond, raced = engine.respond, []
+
+    def respond_after_a_rival_opened_the_chat(conv, text):
+        if not raced:
+            raced.append(text)
+            with db.engine.begin() as other:  # another web thread's committed turn
+                other.execute(Conversation.__table__.insert().values(
+                    salesiq_id="9600", open_key="9600", source="zobot", status="bot", data={}, state={},
+                    verification="none", verify_failures=0, message_count=0,
+                    last_message_at=conv.last_message_at, created_at=conv.last_message_at,
+                    updated_at=conv.last_message_at))
+        return respond(conv, text)
+
+    monkeypatch.setattr(engine, "respond", respond_after_a_rival_opened_the_chat)
+    answer = client.post("/webhook/salesiq", json=zobot_message("hello there", "9600"))
+    assert answer.status_code == 200
+    assert_bot_response(answer.get_json())
+    assert raced == ["hello there"]
+    with app.app_context():
+        convs = db.session.scalars(select(Conversation)).all()
+        assert [c.salesiq_id for c in convs] == ["9600"]
+        lines = db.session.scalars(select(Message.text).where(Message.role == "customer")).all()
+        assert lines == ["hello there"]
+        assert db.session.scalar(select(func.count(WebhookDelivery.id))) == 1
+
+
 def test_repeated_flat_delivery_has_no_second_effect(app, client):
     body = flat_message("Talk to a person", chat_id="chat_dup", message_id="m-1")
     first = client.post("/webhook/salesiq", json=body).get_json()

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SECRET_MASK = "•••• (verification answer hidden)"
 
 
-def process(inbound: Inbound) -> dict:
+def process(inbound: Inbound, *, retried: bool = False) -> dict:
     key = inbound.delivery_key
     stored, found = _look_up(key, inbound.conversation_key)
     if stored is not None:
@@ -42,13 +42,16 @@ def process(inbound: Inbound) -> dict:
             body = _with_line(body, _filing_line(conv))
         _commit_turn(conv, key, body)
     except IntegrityError:
-        # The same delivery was answered meanwhile (its record won the unique key): give its answer;
-        # nothing of this attempt's turn was kept (only a conversation it opened, committed on its own).
+        # Nothing of this attempt's turn was kept. Either the same delivery was answered meanwhile (its
+        # record won the unique key): give its answer; or another message of a new chat opened its
+        # conversation first (the open key): the turn runs again, once, on that conversation.
         db.session.rollback()
         stored = _stored_answer(key) if key else None
-        if stored is None:
+        if stored is not None:
+            return stored
+        if retried or found is not None:
             raise
-        return stored
+        return process(inbound, retried=True)
 
     if wait:
         extra = _ticket_reply(turn.ticket.id, conv)
@@ -88,7 +91,7 @@ def _handle(inbound: Inbound, found: Conversation | None):
         text = " ".join(str(a.get("text", a)) if isinstance(a, dict) else str(a) for a in inbound.answers.values())
         if not inbound.conversation_key or not text.strip():
             return None, Turn(BotReply(["Thanks! What can I help you with?"]))
-    conv = conversations.open_found(inbound, found)
+    conv = conversations.open_found(inbound, found, deferred=True)
     try:
         # Nothing is written until the turn's end: one flush instead of one per query the bot makes,
         # and the turn's lines and timeline entries as plain rows.
@@ -96,7 +99,7 @@ def _handle(inbound: Inbound, found: Conversation | None):
         with db.session.no_autoflush:
             turn, _lines = run_turn(conv, text, savepoint=False)
     except Exception:
-        log.exception("bot turn failed on conversation %s", conv.id)
+        log.exception("bot turn failed on conversation %s", conv.id or "(new)")
         db.session.rollback()
         conv = conversations.open_conversation(inbound)
         _store_customer_line(conv, text)
@@ -155,7 +158,7 @@ def _fallback_hand_over(conv) -> BotReply:
 def _trigger(inbound: Inbound, found: Conversation | None):
     if not inbound.conversation_key:
         return None, Turn(engine.greet(None, inbound.visitor.name))
-    conv = conversations.open_found(inbound, found)
+    conv = conversations.open_found(inbound, found, deferred=True)
     reply = engine.greet(conv, inbound.visitor.name or conv.visitor_name)
     _store_bot_lines(conv, reply)
     return conv, Turn(reply)
