@@ -1,0 +1,116 @@
+"""Instructions per webhook message, counted by valgrind's callgrind: a measure that does not move with
+the machine's speed. On the shared 2-core machine the CPU time of the same run varies by a third from
+one minute to the next (docs/performance/webhook.md), too much to see a change of a few percent;
+callgrind counts the instructions the process executes, the same for the same code and input.
+
+    .venv/bin/python bench/instructions.py                       # knowledge, workflow, baseline
+    .venv/bin/python bench/instructions.py --scenarios knowledge --rounds 2
+
+Needs valgrind, its header <valgrind/callgrind.h> and a C compiler: a two-function helper is compiled
+into a temporary directory so that only the measured turns are counted (not start-up, imports or the
+warm-up round). Each scenario runs in its own process under `valgrind --tool=callgrind
+--instr-atstart=no`, on SQLite with the demo data, through Flask's test client as bench/profile_turn.py
+does. Counts user-space instructions only: what the kernel does for a commit's fsync or a socket is not
+in them (bench/webhook.py is the judge; this says whether a change made the Python side cheaper).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HELPER_C = """#include <valgrind/callgrind.h>
+void cg_start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
+void cg_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS_AT("measured"); }
+"""
+
+
+def build_helper(directory: str) -> str:
+    source, library = os.path.join(directory, "cg.c"), os.path.join(directory, "libcg.so")
+    with open(source, "w") as fh:
+        fh.write(HELPER_C)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", library, source], check=True)
+    return library
+
+
+def child(scenario: str, rounds: int, library: str) -> None:
+    """Runs under callgrind: set up, warm up, then count `rounds` rounds of the scenario's chats."""
+    sys.path.insert(0, HERE)
+    import stack
+    from loadgen import zobot_body
+    from profile_turn import run_chats
+    from webhook import KB_EXPECT, candidate_questions, knowledge_chats, workflow_chats
+
+    counter = ctypes.CDLL(library)
+    with stack.workdir() as workdir:
+        database = stack.Database("sqlite", workdir, stack.DEFAULT_PG_URL)
+        redis = stack.RedisServer(None, workdir)
+        try:
+            env = stack.base_env(database.url, redis.url, 5000, TICKET_REPLY_WAIT=0)
+            stack.prepare_acebuddy_database(env)
+            stack.create_baseline_table(database.url)
+            os.environ.update(env)
+            from acebuddy import create_app
+            from baseline_app import create_app as create_baseline
+
+            if scenario == "baseline":
+                client = create_baseline().test_client()
+                chats = [{"turns": [{"text": "hello", "expect": "ok"}] * 5}] * 10
+            else:
+                client = create_app().test_client()
+                if scenario == "workflow":
+                    chats = workflow_chats()[:10]
+                else:
+                    questions = [q for q in candidate_questions() if KB_EXPECT in client.post(
+                        "/webhook/salesiq", data=zobot_body(q, uuid.uuid4().hex, uuid.uuid4().hex, True),
+                        content_type="application/json").get_data(as_text=True)]
+                    chats = knowledge_chats(questions)
+            run_chats(client, chats, 1)  # warm caches and connections, uncounted
+            counter.cg_start()
+            sent = run_chats(client, chats, rounds)
+            counter.cg_stop()
+            print(f"SENT {sent}")
+        finally:
+            redis.close()
+            database.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default="knowledge,workflow,baseline")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--child", nargs=2, metavar=("SCENARIO", "LIBRARY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.rounds, args.child[1])
+        return
+    if not shutil.which("valgrind"):
+        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
+    directory = tempfile.mkdtemp(prefix="acebuddy-callgrind-")
+    try:
+        library = build_helper(directory)
+        for scenario in [s for s in args.scenarios.split(",") if s]:
+            run = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                 f"--callgrind-out-file={os.path.join(directory, 'callgrind.%p')}",
+                 sys.executable, os.path.abspath(__file__), "--rounds", str(args.rounds), "--child", scenario, library],
+                capture_output=True, text=True, cwd=os.path.dirname(HERE))
+            sent = re.search(r"SENT (\d+)", run.stdout)
+            collected = re.search(r"Collected : (\d+)", run.stderr)
+            if run.returncode or not sent or not collected:
+                sys.exit(f"{scenario}: the run failed\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}")
+            messages, instructions = int(sent.group(1)), int(collected.group(1))
+            print(f"{scenario:10} {messages:4} messages  {instructions / messages / 1e6:6.2f} M instructions a message")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
