@@ -27,7 +27,8 @@ EXTENSION = "acebuddy_live"
 _PENDING = "acebuddy_live"
 # After a failed publish, skip publishing this long: a commit must never wait on a dead Redis twice.
 BREAKER_SECONDS = 10.0
-# Notices arriving this close together go out as one event per kind (a webhook turn commits twice).
+# Notices arriving this close together go out as one event per kind (a turn that files a ticket commits
+# again when its number is in, and the ticket's job commits right after).
 COALESCE_SECONDS = 0.02
 # The list-wide `conversations` event goes out at most this often per page (the first at once, the
 # rest of a burst together at the window's end): at 100 customer messages a second every open list
@@ -243,7 +244,7 @@ class EventStream:
             self.close()
 
     def _gather(self, message) -> tuple[set[int], set[int], set[int]]:
-        """This notice and any arriving within COALESCE_SECONDS of it (a turn commits twice)."""
+        """This notice and any arriving within COALESCE_SECONDS of it (commits that come in bursts)."""
         gathered = _parse(message.get("data"))
         deadline = time.monotonic() + COALESCE_SECONDS
         while True:

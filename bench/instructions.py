@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HELPER_C = """#include <valgrind/callgrind.h>
@@ -43,43 +42,25 @@ def build_helper(directory: str) -> str:
 def child(scenario: str, rounds: int, library: str) -> None:
     """Runs under callgrind: set up, warm up, then count `rounds` rounds of the scenario's chats."""
     sys.path.insert(0, HERE)
-    import stack
-    from loadgen import zobot_body
-    from profile_turn import run_chats
-    from webhook import KB_EXPECT, candidate_questions, knowledge_chats, workflow_chats
+    from profile_turn import knowledge_questions, prepared_stack, run_chats
+    from webhook import knowledge_chats, workflow_chats
 
     counter = ctypes.CDLL(library)
-    with stack.workdir() as workdir:
-        database = stack.Database("sqlite", workdir, stack.DEFAULT_PG_URL)
-        redis = stack.RedisServer(None, workdir)
-        try:
-            env = stack.base_env(database.url, redis.url, 5000, TICKET_REPLY_WAIT=0)
-            stack.prepare_acebuddy_database(env)
-            stack.create_baseline_table(database.url)
-            os.environ.update(env)
-            from acebuddy import create_app
-            from baseline_app import create_app as create_baseline
+    with prepared_stack("sqlite"):
+        from acebuddy import create_app
+        from baseline_app import create_app as create_baseline
 
-            if scenario == "baseline":
-                client = create_baseline().test_client()
-                chats = [{"turns": [{"text": "hello", "expect": "ok"}] * 5}] * 10
-            else:
-                client = create_app().test_client()
-                if scenario == "workflow":
-                    chats = workflow_chats()[:10]
-                else:
-                    questions = [q for q in candidate_questions() if KB_EXPECT in client.post(
-                        "/webhook/salesiq", data=zobot_body(q, uuid.uuid4().hex, uuid.uuid4().hex, True),
-                        content_type="application/json").get_data(as_text=True)]
-                    chats = knowledge_chats(questions)
-            run_chats(client, chats, 1)  # warm caches and connections, uncounted
-            counter.cg_start()
-            sent = run_chats(client, chats, rounds)
-            counter.cg_stop()
-            print(f"SENT {sent}")
-        finally:
-            redis.close()
-            database.close()
+        if scenario == "baseline":
+            client = create_baseline().test_client()
+            chats = [{"turns": [{"text": "hello", "expect": "ok"}] * 5}] * 10
+        else:
+            client = create_app().test_client()
+            chats = workflow_chats()[:10] if scenario == "workflow" else knowledge_chats(knowledge_questions(client))
+        run_chats(client, chats, 1)  # warm caches and connections, uncounted
+        counter.cg_start()
+        sent = run_chats(client, chats, rounds)
+        counter.cg_stop()
+        print(f"SENT {sent}")
 
 
 def main() -> None:

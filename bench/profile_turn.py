@@ -19,6 +19,7 @@ import pstats
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,6 +40,31 @@ def run_chats(client, chats, rounds: int) -> int:
                     raise RuntimeError(f"unexpected answer to {turn['text']!r}: {reply.get_data(as_text=True)[:300]}")
                 sent += 1
     return sent
+
+
+@contextmanager
+def prepared_stack(db: str, pg_url: str = stack.DEFAULT_PG_URL):
+    """A throw-away database (migrated, the demo customers and articles, the baseline's table) and a
+    Redis, with this process's environment pointing at them, for apps built in this process."""
+    with stack.workdir() as workdir:
+        database = stack.Database(db, workdir, pg_url)
+        redis = stack.RedisServer(None, workdir)
+        try:
+            env = stack.base_env(database.url, redis.url, 5000, TICKET_REPLY_WAIT=0)
+            stack.prepare_acebuddy_database(env)
+            stack.create_baseline_table(database.url)
+            os.environ.update(env)
+            yield
+        finally:
+            redis.close()
+            database.close()
+
+
+def knowledge_questions(client) -> list[str]:
+    """The candidate questions the demo knowledge base answers (the knowledge chats' lines)."""
+    return [q for q in candidate_questions()
+            if KB_EXPECT in client.post("/webhook/salesiq", data=zobot_body(q, uuid.uuid4().hex, uuid.uuid4().hex, True),
+                                        content_type="application/json").get_data(as_text=True)]
 
 
 def measure(label: str, client, chats, rounds: int, profile: int) -> None:
@@ -64,33 +90,20 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="print cProfile's top N functions")
     args = parser.parse_args()
 
-    with stack.workdir() as workdir:
-        database = stack.Database(args.db, workdir, args.pg_url)
-        redis = stack.RedisServer(None, workdir)
-        try:
-            env = stack.base_env(database.url, redis.url, 5000, TICKET_REPLY_WAIT=0)
-            stack.prepare_acebuddy_database(env)
-            stack.create_baseline_table(database.url)
-            os.environ.update(env)
-            from acebuddy import create_app
-            from baseline_app import create_app as create_baseline, create_floor_app
+    with prepared_stack(args.db, args.pg_url):
+        from acebuddy import create_app
+        from baseline_app import create_app as create_baseline, create_floor_app
 
-            app = create_app()
-            client = app.test_client()
-            questions = [q for q in candidate_questions()
-                         if KB_EXPECT in client.post("/webhook/salesiq", data=zobot_body(q, uuid.uuid4().hex, uuid.uuid4().hex, True),
-                                                     content_type="application/json").get_data(as_text=True)]
-            measure("knowledge", client, knowledge_chats(questions), args.rounds, args.profile)
-            measure("workflow", client, workflow_chats(), args.rounds * 4, args.profile)
-            bare = [{"turns": [{"text": "hello", "expect": "ok"}] * 5}] * 20
-            measure("floor", create_floor_app().test_client(), bare, args.rounds * 4, 0)
-            measure("baseline", create_baseline().test_client(), bare, args.rounds * 4, 0)
-            with app.app_context():
-                from acebuddy.extensions import db
-                db.engine.dispose()
-        finally:
-            redis.close()
-            database.close()
+        app = create_app()
+        client = app.test_client()
+        measure("knowledge", client, knowledge_chats(knowledge_questions(client)), args.rounds, args.profile)
+        measure("workflow", client, workflow_chats(), args.rounds * 4, args.profile)
+        bare = [{"turns": [{"text": "hello", "expect": "ok"}] * 5}] * 20
+        measure("floor", create_floor_app().test_client(), bare, args.rounds * 4, 0)
+        measure("baseline", create_baseline().test_client(), bare, args.rounds * 4, 0)
+        with app.app_context():
+            from acebuddy.extensions import db
+            db.engine.dispose()
 
 
 if __name__ == "__main__":
