@@ -270,16 +270,28 @@ def _add_transcript(request: TicketRequest, client) -> str:
     # its call must land before what Desk has is read.
     if request.comment_state == "sending" and _wait_for_landing(request, client, since=request.updated_at):
         return "waiting"
+    seen_state, seen_at = request.comment_state, request.updated_at
     marker = f"{TRANSCRIPT_MARKER} ({request.ref})"
     # Stable across retries: only what was said before the ticket was requested.
     body = redaction.redact(conversations.transcript(request.conversation, until=request.created_at))
     parts = split_comment(body or "(no messages)", COMMENT_MAX - len(marker) - 2)
+    # Claim the posting: of two jobs that read the request together (a twin queued by the sweep after a
+    # Redis flush), only the one whose UPDATE still finds the row as both read it goes on.
+    now = clock.now()
+    claimed = db.session.execute(
+        update(TicketRequest)
+        .where(TicketRequest.id == request.id, TicketRequest.comment_state == seen_state,
+               TicketRequest.updated_at == seen_at)
+        .values(comment_state="sending", updated_at=now)
+    )
+    if claimed.rowcount != 1:
+        db.session.rollback()
+        return "busy"
+    db.session.commit()
     try:
         posted = []
-        if request.comment_state == "sending":  # an earlier try may have landed some parts
+        if seen_state == "sending":  # an earlier try may have landed some parts
             posted = [c.content or "" for c in client.list_comments(request.desk_ticket_id) if marker in (c.content or "")]
-        request.comment_state = "sending"
-        db.session.commit()
         for number, part in enumerate(parts, 1):
             tag = f"(part {number} of {len(parts)})" if len(parts) > 1 else marker
             if any(tag in content for content in posted):

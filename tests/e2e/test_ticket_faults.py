@@ -195,6 +195,40 @@ def test_a_transcript_maybe_still_in_flight_is_not_posted_twice(app, workers):
     assert sum(tickets.TRANSCRIPT_MARKER in (c.get("content") or "") for c in comments) == 1
 
 
+def test_two_transcript_jobs_that_read_the_request_together_post_it_once(app, monkeypatch):
+    """Two jobs for one request (the sweep's twin after a Redis flush) both read it before either marks
+    the transcript as being sent: only the first to claim it posts; the other backs off."""
+    import threading
+
+    from acebuddy import conversations
+
+    ids = request_ticket(app)
+    sandbox = desk_sandbox(app)
+    transcript, outcomes = conversations.transcript, {}
+
+    def twin_runs_meanwhile(conv, **kwargs):
+        if not outcomes:  # the first job has read the request; its twin now runs from start to end
+            outcomes["twin"] = None
+
+            def twin():
+                with app.app_context():
+                    outcomes["twin"] = tickets.file_ticket(ids[0])
+
+            thread = threading.Thread(target=twin)
+            thread.start()
+            thread.join(30)
+        return transcript(conv, **kwargs)
+
+    monkeypatch.setattr(conversations, "transcript", twin_runs_meanwhile)
+    with app.app_context():
+        outcomes["first"] = tickets.file_ticket(ids[0])
+        ticket_id = db.session.get(TicketRequest, ids[0]).desk_ticket_id
+    assert outcomes == {"twin": "created", "first": "busy"}
+    assert _comment_state(app, ids[0]) == "added"
+    comments = sandbox.snapshot()["comments"][ticket_id]
+    assert sum(tickets.TRANSCRIPT_MARKER in (c.get("content") or "") for c in comments) == 1
+
+
 def _comment_posts(sandbox) -> int:
     return sum(1 for r in sandbox.requests if r["method"] == "POST" and r["api_path"].endswith("/comments"))
 
