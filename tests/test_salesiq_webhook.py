@@ -213,10 +213,13 @@ def test_a_new_chat_whose_first_lines_arrive_together_is_one_conversation(live_s
         assert sorted(texts) == [f"line {i}" for i in range(5)]
 
 
-def test_a_new_chat_opened_by_another_line_during_the_turn_is_answered_on_that_conversation(app, client, monkeypatch):
-    """A new chat's conversation goes in at the turn's end: when another line of the same chat opened it
-    meanwhile, the turn's INSERT loses on the open key, and the turn runs again, once, on the winner's
-    conversation: one conversation, every line stored once, a normal answer."""
+@pytest.mark.parametrize("line", ["hello there", "Talk to a person"])
+def test_a_new_chat_opened_by_another_line_during_the_turn_is_answered_on_that_conversation(app, client, monkeypatch,
+                                                                                           line):
+    """A new chat's conversation goes in at the turn's end (or mid-turn, when an escalation needs its id):
+    when another line of the same chat opened it meanwhile, the turn's INSERT loses on the open key, and
+    the turn runs again, once, on the winner's conversation: one conversation, every line stored once, a
+    normal answer."""
     from acebuddy.bot import engine
 
     respond, raced = engine.respond, []
@@ -233,15 +236,19 @@ def test_a_new_chat_opened_by_another_line_during_the_turn_is_answered_on_that_c
         return respond(conv, text)
 
     monkeypatch.setattr(engine, "respond", respond_after_a_rival_opened_the_chat)
-    answer = client.post("/webhook/salesiq", json=zobot_message("hello there", "9600"))
+    answer = client.post("/webhook/salesiq", json=zobot_message(line, "9600"))
     assert answer.status_code == 200
     assert_bot_response(answer.get_json())
-    assert raced == ["hello there"]
+    assert raced == [line]
     with app.app_context():
         convs = db.session.scalars(select(Conversation)).all()
         assert [c.salesiq_id for c in convs] == ["9600"]
+        if line == "Talk to a person":  # asked for, not the hand-over of a failed bot turn
+            assert (convs[0].status, convs[0].escalation_reason) == ("escalated", "the customer asked for a person")
+        else:
+            assert convs[0].status == "bot"
         lines = db.session.scalars(select(Message.text).where(Message.role == "customer")).all()
-        assert lines == ["hello there"]
+        assert lines == [line]
         assert db.session.scalar(select(func.count(WebhookDelivery.id))) == 1
 
 

@@ -98,7 +98,11 @@ def _handle(inbound: Inbound, found: Conversation | None):
         conversations.batch_rows()
         with db.session.no_autoflush:
             turn, _lines = run_turn(conv, text, savepoint=False)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, IntegrityError) and found is None:
+            # A new chat's conversation flushed mid-turn (an escalation needs its id) lost the open key
+            # to another line of the chat: not the bot's failure; `process` runs the turn again.
+            raise
         log.exception("bot turn failed on conversation %s", conv.id or "(new)")
         db.session.rollback()
         conv = conversations.open_conversation(inbound)
