@@ -141,16 +141,14 @@ def _insert_batch(session: Session, _context=None, _instances=None) -> None:
         # Not inside a savepoint: its rollback would take rows made before it (a duplicate
         # notification's savepoint, say); they go in with the outer transaction's next flush.
         return
-    waiting = batch[_PENDING_CONV]
-    if waiting:
-        still = []
-        for model, row, conv in waiting:
-            key = inspect(conv).key
-            if key is None:
-                still.append((model, row, conv))
-            else:
-                batch[model].append({"conversation_id": key[1][0], **row})
-        waiting[:] = still
+    still = []
+    for model, row, conv in batch[_PENDING_CONV]:  # rows of a new conversation: ready once it has a key
+        key = inspect(conv).key
+        if key is None:
+            still.append((model, row, conv))
+        else:
+            batch[model].append({"conversation_id": key[1][0], **row})
+    batch[_PENDING_CONV] = still
     touched = set()
     for model in (Message, ConversationEvent):
         rows = batch[model]

@@ -252,6 +252,26 @@ def test_a_new_chat_opened_by_another_line_during_the_turn_is_answered_on_that_c
         assert db.session.scalar(select(func.count(WebhookDelivery.id))) == 1
 
 
+def test_a_new_chats_bot_turn_failing_on_a_constraint_hands_over_without_a_500(app, client, monkeypatch):
+    """Only a lost race for the chat's open key runs a turn again: any other IntegrityError in a new
+    chat's bot turn is the bot failing, and the chat is handed to a person with the line stored."""
+    from sqlalchemy.exc import IntegrityError
+
+    from acebuddy.bot import engine
+
+    def respond_breaking_a_constraint(conv, text):
+        raise IntegrityError("INSERT ...", {}, Exception("a constraint the bot broke"))
+
+    monkeypatch.setattr(engine, "respond", respond_breaking_a_constraint)
+    answer = client.post("/webhook/salesiq", json=zobot_message("hello there", "9700"))
+    assert answer.status_code == 200
+    assert answer.get_json()["action"] == "forward"
+    with app.app_context():
+        conv = db.session.scalars(select(Conversation)).one()
+        assert (conv.status, conv.escalation_reason) == ("escalated", "the bot hit an error")
+        assert db.session.scalars(select(Message.text).where(Message.role == "customer")).all() == ["hello there"]
+
+
 def test_repeated_flat_delivery_has_no_second_effect(app, client):
     body = flat_message("Talk to a person", chat_id="chat_dup", message_id="m-1")
     first = client.post("/webhook/salesiq", json=body).get_json()

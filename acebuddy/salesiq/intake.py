@@ -99,12 +99,13 @@ def _handle(inbound: Inbound, found: Conversation | None):
         with db.session.no_autoflush:
             turn, _lines = run_turn(conv, text, savepoint=False)
     except Exception as exc:
-        if isinstance(exc, IntegrityError) and found is None:
+        db.session.rollback()
+        if found is None and isinstance(exc, IntegrityError) and conversations.find_open(inbound.conversation_key):
             # A new chat's conversation flushed mid-turn (an escalation needs its id) lost the open key
-            # to another line of the chat: not the bot's failure; `process` runs the turn again.
+            # to another line of the chat, whose conversation is there now: not the bot's failure;
+            # `process` runs the turn again on it.
             raise
         log.exception("bot turn failed on conversation %s", conv.id or "(new)")
-        db.session.rollback()
         conv = conversations.open_conversation(inbound)
         _store_customer_line(conv, text)
         reply = _fallback_hand_over(conv)
