@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from array import array
 from bisect import bisect_left
 from collections import Counter
@@ -78,6 +79,20 @@ class Result:
     confidence: float
     extract: str
     features: dict = field(default_factory=dict)
+
+
+class _Question(NamedTuple):
+    """A question analysed once for re-ranking every candidate."""
+
+    concepts: list[Concept]
+    weights: list[float]  # each concept's weight times its idf: its share of the question
+    spellings: list[frozenset[str]]  # each concept's terms
+    term_slots: dict[str, list[tuple[int, float]]]  # term -> the (concept, weight) it stands for
+    terms: frozenset[str]  # the terms of term_slots
+    order: dict[str, int]  # the terms' order in term_slots
+    bigrams: dict[tuple[str, str], int]
+    total: float  # the question's whole weight
+    wanted: re.Pattern | None  # the kind of answer asked for ("how long" -> durations)
 
 
 class Index:
@@ -196,8 +211,15 @@ class Index:
         for k, c in enumerate(concepts):
             for term, w in c.alts:
                 term_slots.setdefault(term, []).append((k, w))
-        mass = sum(c.weight * c.idf for c in concepts) or 1.0
+        weights = [c.weight * c.idf for c in concepts]
         bigrams, pair_weights = _query_bigrams(concepts)
+        question = _Question(concepts, weights, [frozenset(t for t, _ in c.alts) for c in concepts], term_slots,
+                             frozenset(term_slots), {t: i for i, t in enumerate(term_slots)}, bigrams,
+                             sum(weights), wanted)
+        mass = question.total or 1.0
+        corrections = [CORRECTED_WEIGHT if c.corrected else 1.0 for c in concepts]
+        # A bare count ("2", "10") can rank an article but is no evidence it answers anything.
+        evidential = [not (c.word.isdigit() and len(c.word) <= 2) for c in concepts]
         pair_mass = sum(pair_weights) or 1.0
         rows = []
         for doc_id in candidates:
@@ -207,17 +229,11 @@ class Index:
         scored = []
         for doc_id, bm25, present in rows:
             doc = self.docs[doc_id]
-            credit = [c.weight * c.idf * present[k] * (CORRECTED_WEIGHT if c.corrected else 1.0)
-                      for k, c in enumerate(concepts)]
+            credit = [x * p * f for x, p, f in zip(weights, present, corrections)]
             matched = sum(credit)
-            # A bare count ("2", "10") can rank an article but is no evidence it answers anything.
-            evidence = sum(x for x, c in zip(credit, concepts) if not (c.word.isdigit() and len(c.word) <= 2))
-            label = sum(
-                c.weight * c.idf * max((w for t, w in c.alts if t in doc.label_terms), default=0.0)
-                for c in concepts
-            )
-            best_passage, best_score, pairs_seen, longest = self._passages(doc, concepts, term_slots, bigrams,
-                                                                          wanted)
+            evidence = sum(x for x, counts in zip(credit, evidential) if counts)
+            label, about = _label_match(doc.label_terms, concepts, weights)
+            best_passage, best_score, pairs_seen, longest = self._passages(doc, question, about)
             phrase = sum(pair_weights[p] for p in pairs_seen) / pair_mass
             run = max(0, longest - 1) / max(1, len(pair_weights) - 1)
             features = {"bm25": bm25, "coverage": matched / mass, "label": label / mass,
@@ -298,42 +314,44 @@ class Index:
             present.append(best_w)
         return score, present
 
-    def _passages(self, doc: _Doc, concepts, term_slots, bigrams, wanted=None):
-        """The passage that answers most of the question and its score; the query pairs found
-        anywhere in the article (title included), and the longest run of them back to back."""
+    def _passages(self, doc: _Doc, question: _Question, about: set[int]):
+        """The passage that answers most of the question and its score (at most the question's whole
+        weight); the query pairs found anywhere in the article (title included), and the longest run
+        of them back to back. `about`: the concepts in the article's title or tags."""
+        concepts, weights, spellings, term_slots, query_terms, order, bigrams, total, wanted = question
         best, best_score, best_pick = None, 0.0, 0.0
         pairs_seen: set[int] = set()
         longest = 0
-        query_terms = term_slots.keys()
-        about = {k for k, c in enumerate(concepts) if any(t in doc.label_terms for t, _ in c.alts)}
-        for terms in (doc.title_terms,):
-            if bigrams and not query_terms.isdisjoint(terms):
-                found = _pair_positions(terms, bigrams)
-                pairs_seen.update(found)
-                longest = max(longest, _longest_run(found))
+        if bigrams and not query_terms.isdisjoint(doc.title_terms):
+            found = _pair_positions(doc.title_terms, bigrams)
+            pairs_seen.update(found)
+            longest = _longest_run(found)
         for position, passage in enumerate(doc.passages):
             terms = passage.terms
-            if query_terms.isdisjoint(terms):
+            common = query_terms.intersection(terms)
+            if not common:
                 continue
+            # Each concept's best term here, the question's terms taken in order (of equal weights the
+            # first term wins, with its count).
             hits: dict[int, tuple[float, int]] = {}
-            for t, slots in term_slots.items():
+            for t in sorted(common, key=order.__getitem__) if len(common) > 1 else common:
                 n = terms.count(t)
-                if n:
-                    for k, w in slots:
-                        old = hits.get(k)
-                        if old is None or w > old[0]:
-                            hits[k] = (w, n)
+                for k, w in term_slots[t]:
+                    old = hits.get(k)
+                    if old is None or w > old[0]:
+                        hits[k] = (w, n)
             if bigrams and len(hits) > 1:
                 found = _pair_positions(terms, bigrams)
                 if found:
                     pairs_seen.update(found)
-                    longest = max(longest, _longest_run(found))
+                    run = _longest_run(found)
+                    if run > longest:
+                        longest = run
             score = pick = 0.0
             heading = passage.heading
             for k, (w, n) in hits.items():
-                c = concepts[k]
-                in_heading = heading and any(t in heading for t, _ in c.alts)
-                part = c.weight * c.idf * w * (n / (n + 0.5)) * (1.25 if in_heading else 1.0)
+                in_heading = heading and not spellings[k].isdisjoint(heading)
+                part = weights[k] * w * (n / (n + 0.5)) * (1.25 if in_heading else 1.0)
                 score += part
                 # To choose the passage to show, words of the title count less: the whole article is
                 # about them ("0x204 vpn" -> the step about VPNs, not the first mention of 0x204).
@@ -348,8 +366,24 @@ class Index:
                 pick *= 1.0 + 0.25 * min(3, len(wanted.findall(passage.block.text)))
             if pick > best_pick:
                 best, best_pick = position, pick
-            best_score = max(best_score, score)
-        return best, min(best_score, sum(c.weight * c.idf for c in concepts)), pairs_seen, longest
+            if score > best_score:
+                best_score = score
+        return best, min(best_score, total), pairs_seen, longest
+
+
+def _label_match(label_terms: frozenset[str], concepts: list[Concept], weights: list[float]) -> tuple[float, set[int]]:
+    """How much of the question an article's title and tags hold (each concept's weight times its best
+    term found there), and which concepts they hold."""
+    label, about = 0.0, set()
+    for k, c in enumerate(concepts):
+        best = None
+        for t, w in c.alts:
+            if t in label_terms and (best is None or w > best):
+                best = w
+        if best is not None:
+            about.add(k)
+            label += weights[k] * best
+    return label, about
 
 
 def _query_bigrams(concepts: list[Concept]) -> tuple[dict[tuple[str, str], int], list[float]]:
