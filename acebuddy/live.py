@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 
 import redis
@@ -36,6 +37,8 @@ COALESCE_SECONDS = 0.02
 # escalations are never held back.
 LIST_EVENT_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
+# A hub with no stream left ends within this long (and a new page starts a new one).
+HUB_IDLE_SECONDS = 0.25
 # A stream ends after this long and the browser reconnects: no thread is held forever, and a
 # restarted web process sheds its old streams.
 STREAM_SECONDS = 300.0
@@ -193,9 +196,123 @@ def format_event(name: str, data: str) -> str:
     return f"event: {name}\ndata: {data}\n\n"
 
 
+class _Inbox:
+    """What the hub has gathered for one stream since it last looked. The hub wakes the stream only when
+    there is something to send now: its own conversation, an escalation, a queue change, or a list change
+    once the list's window (`list_at`) has passed; other changes wait for the stream's own timer."""
+
+    def __init__(self, conversation_id: int | None):
+        self.conversation_id = conversation_id
+        self.ready = threading.Condition()
+        self.changed: set[int] = set()
+        self.escalated: set[int] = set()
+        self.queue: set[int] = set()
+        self.list_at = 0.0  # when the stream may send its next list event (written by the stream)
+        self.urgent = False
+        self.failed = False
+
+    def offer(self, changed: set[int], escalated: set[int], queue: set[int]) -> None:
+        with self.ready:
+            self.changed |= changed
+            self.escalated |= escalated
+            self.queue |= queue
+            if escalated or queue or self.conversation_id in changed or (changed and time.monotonic() >= self.list_at):
+                self.urgent = True
+                self.ready.notify()
+
+    def fail(self) -> None:
+        with self.ready:
+            self.failed = True
+            self.ready.notify()
+
+    def take(self, timeout: float) -> tuple[set[int], set[int], set[int]]:
+        """Wait up to `timeout` for something to send; then what has gathered, notices arriving within
+        COALESCE_SECONDS of the first included (commits come in bursts)."""
+        with self.ready:
+            if not self.urgent and not self.failed:
+                self.ready.wait(timeout)
+            woken = self.urgent
+        if woken:
+            time.sleep(COALESCE_SECONDS)
+        with self.ready:
+            taken = self.changed, self.escalated, self.queue
+            self.changed, self.escalated, self.queue = set(), set(), set()
+            self.urgent = False
+            return taken
+
+
+class _Hub:
+    """One subscription to the channel for all of a process's open streams: each notice is read and
+    parsed once, not once a page, and a page's thread sleeps until it has something to send. (With one
+    subscription a page, 20 pages at 100 notices a second took a third of a core to read them:
+    docs/performance/dashboard.md.) The hub ends with its last stream, or with its Redis connection, and
+    its streams with it (their browsers reconnect, and poll meanwhile)."""
+
+    def __init__(self, client: redis.Redis, first: _Inbox):
+        self.client = client
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(CHANNEL)  # raises when Redis is away: no stream, the page polls
+        self.inboxes = {first}  # before the thread starts: it ends when it finds none
+        self.lock = threading.Lock()
+        self.open = True
+        threading.Thread(target=self._run, name="acebuddy-live", daemon=True).start()
+
+    def join(self, inbox: _Inbox) -> bool:
+        with self.lock:
+            if self.open:
+                self.inboxes.add(inbox)
+            return self.open
+
+    def leave(self, inbox: _Inbox) -> None:
+        with self.lock:
+            self.inboxes.discard(inbox)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                message = self.pubsub.get_message(timeout=HUB_IDLE_SECONDS)
+                with self.lock:
+                    inboxes = list(self.inboxes)
+                    if not inboxes:
+                        self.open = False
+                        return
+                if message is not None:
+                    notice = _parse(message.get("data"))
+                    for inbox in inboxes:
+                        inbox.offer(*notice)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("live: stream ended by Redis error: %s", exc)
+        finally:
+            with self.lock:
+                self.open = False
+                inboxes, self.inboxes = list(self.inboxes), set()
+            for inbox in inboxes:
+                inbox.fail()
+            with _hubs_lock:
+                if _hubs.get(id(self.client)) is self:
+                    del _hubs[id(self.client)]
+            try:
+                self.pubsub.close()
+            except (redis.RedisError, OSError):  # pragma: no cover - closing a broken connection
+                pass
+
+
+_hubs: dict[int, _Hub] = {}
+_hubs_lock = threading.Lock()
+
+
+def _join_hub(client: redis.Redis, inbox: _Inbox) -> _Hub:
+    """The process's hub for this Redis client (a new one if it has none, or its last one ended)."""
+    with _hubs_lock:
+        hub = _hubs.get(id(client))
+        if hub is None or hub.client is not client or not hub.join(inbox):
+            hub = _hubs[id(client)] = _Hub(client, inbox)
+        return hub
+
+
 class EventStream:
-    """One browser's stream. Subscribed on creation, so nothing committed after the page asked for it is
-    missed; `close()` (called by the WSGI server when the client goes) releases the Redis connection."""
+    """One browser's stream. Joins its process's subscription on creation, so nothing committed after
+    the page asked for it is missed; `close()` (called by the WSGI server when the client goes) leaves."""
 
     def __init__(self, client: redis.Redis, *, conversation_id: int | None = None,
                  heartbeat: float = HEARTBEAT_SECONDS, lifetime: float = STREAM_SECONDS,
@@ -204,8 +321,8 @@ class EventStream:
         self.heartbeat = heartbeat
         self.lifetime = lifetime
         self.list_every = list_every
-        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(CHANNEL)
+        self.inbox = _Inbox(conversation_id)
+        self.hub = _join_hub(client, self.inbox)
 
     def __iter__(self):
         return self._events()
@@ -213,6 +330,7 @@ class EventStream:
     def _events(self):
         yield f"retry: {RECONNECT_MS}\n: connected\n\n"
         started = last = time.monotonic()
+        inbox = self.inbox
         held: set[int] = set()  # conversations changed since the last list event, while it is held back
         list_at = 0.0  # when the next list event may go out
         try:
@@ -220,9 +338,10 @@ class EventStream:
                 wait = min(1.0, self.heartbeat)
                 if held:
                     wait = max(0.0, min(wait, list_at - time.monotonic()))
-                message = self.pubsub.get_message(timeout=wait)
+                changed, escalated, queue = inbox.take(wait)
+                if inbox.failed:
+                    return
                 now = time.monotonic()
-                changed, escalated, queue = self._gather(message) if message is not None else (set(), set(), set())
                 events = events_for(changed, escalated, self.conversation_id, queue)
                 if changed:
                     events = [event for event in events if event[0] != "conversations"]
@@ -230,35 +349,18 @@ class EventStream:
                 if held and now >= list_at:
                     events.insert(0, ("conversations", str(len(held))))
                     held = set()
-                    list_at = now + self.list_every
+                    list_at = inbox.list_at = now + self.list_every
                 if events:
                     last = now
                     yield "".join(format_event(name, data) for name, data in events)
                 elif now - last >= self.heartbeat:
                     last = now
                     yield ": keep-alive\n\n"
-        except (redis.RedisError, OSError) as exc:
-            # The browser reconnects after RECONNECT_MS and polls meanwhile.
-            log.warning("live: stream ended by Redis error: %s", exc)
         finally:
             self.close()
 
-    def _gather(self, message) -> tuple[set[int], set[int], set[int]]:
-        """This notice and any arriving within COALESCE_SECONDS of it (commits that come in bursts)."""
-        gathered = _parse(message.get("data"))
-        deadline = time.monotonic() + COALESCE_SECONDS
-        while True:
-            more = self.pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
-            if more is None:
-                return gathered
-            for ids, extra in zip(gathered, _parse(more.get("data"))):
-                ids |= extra
-
     def close(self) -> None:
-        try:
-            self.pubsub.close()
-        except (redis.RedisError, OSError):  # pragma: no cover - closing a broken connection
-            pass
+        self.hub.leave(self.inbox)
 
 
 def stream(conversation_id: int | None = None, app: Flask | None = None) -> EventStream:

@@ -247,3 +247,29 @@ def test_a_burst_gives_one_list_event_at_once_and_one_at_the_end_of_the_window(a
         assert time.monotonic() - started >= 0.5
     finally:
         stream.close()
+
+
+def test_the_pages_of_a_process_share_one_subscription_which_ends_with_the_last(app_ctx):
+    """Each notice is read once a process, not once a page: the streams join one hub, each still gets
+    its own events, and the hub (its Redis subscription) ends when its last stream goes."""
+    app_ctx.config.update(LIVE_LIST_EVENT_SECONDS=0)
+    streams = [live.stream(conversation_id=n) for n in (1, 2, 3)]
+    events = [iter(stream) for stream in streams]
+    try:
+        hub = streams[0].hub
+        assert all(stream.hub is hub for stream in streams)
+        for page in events:
+            assert next(page).startswith("retry: ")
+        live.publish([2], [])
+        assert next(events[0]) == "event: conversations\ndata: 1\n\n"
+        assert next(events[1]) == "event: conversations\ndata: 1\n\nevent: conversation\ndata: 2\n\n"
+        assert next(events[2]) == "event: conversations\ndata: 1\n\n"
+    finally:
+        for stream in streams:
+            stream.close()
+    wait_until(lambda: not hub.open, timeout=5)
+    later = live.stream()
+    try:
+        assert later.hub is not hub and later.hub.open
+    finally:
+        later.close()
