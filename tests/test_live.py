@@ -273,3 +273,26 @@ def test_the_pages_of_a_process_share_one_subscription_which_ends_with_the_last(
         assert later.hub is not hub and later.hub.open
     finally:
         later.close()
+
+
+def test_losing_redis_ends_every_stream_of_the_process_and_the_next_page_subscribes_again(app_ctx, monkeypatch):
+    """The browsers reconnect after `retry` and poll meanwhile; the next stream makes a new subscription."""
+    streams = [live.stream(), live.stream(conversation_id=4)]
+    events = [iter(stream) for stream in streams]
+    for page in events:
+        next(page)
+    hub = streams[0].hub
+
+    def gone(**_kwargs):
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(hub.pubsub, "get_message", gone)
+    started = time.monotonic()
+    for page in events:
+        assert list(page) == []  # the stream ends, without a keep-alive or an event first
+    assert time.monotonic() - started < 3 and not hub.open
+    later = live.stream()
+    try:
+        assert later.hub is not hub and later.hub.open
+    finally:
+        later.close()
