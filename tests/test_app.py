@@ -60,6 +60,19 @@ def test_security_headers_on_every_page(client):
     assert response.headers["X-Frame-Options"] == "DENY"
 
 
+def test_each_security_header_once_and_no_store_for_pages_only(app, client):
+    from acebuddy.security import HSTS, SECURITY_HEADERS
+
+    page, api = client.get("/auth/login"), client.get("/healthz")
+    for response in (page, api):
+        for name, value in SECURITY_HEADERS:
+            assert response.headers.getlist(name) == [value]
+        assert "Strict-Transport-Security" not in response.headers  # the test app's cookies are not secure
+    assert page.headers["Cache-Control"] == "no-store" and "no-store" not in api.headers.get("Cache-Control", "")
+    app.config["SESSION_COOKIE_SECURE"] = True
+    assert client.get("/healthz").headers.getlist(HSTS[0]) == [HSTS[1]]
+
+
 def test_proxy_headers_are_trusted_only_when_configured(tmp_path, redis_url):
     from flask import request
 
