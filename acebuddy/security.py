@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -33,6 +34,21 @@ CONTENT_SECURITY_POLICY = "; ".join(
 JSON_PREFIXES = ("/webhook", "/healthz", "/readyz", "/sandbox/desk", "/sandbox/accounts", "/sandbox/salesiq/api")
 
 
+# Calls from machines, which never sign anyone in: no cookie session is opened or saved for them.
+MACHINE_PREFIXES = ("/webhook/", "/healthz", "/readyz")
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, except for machine calls (the SalesIQ and Desk webhooks, health
+    checks): building the cookie's signer on every webhook call was a measurable part of it
+    (docs/performance/webhook.md), for a session nothing there reads or writes."""
+
+    def open_session(self, app: Flask, request):
+        if request.path.startswith(MACHINE_PREFIXES):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def wants_json() -> bool:
     return request.path.startswith(JSON_PREFIXES) or request.accept_mimetypes.best == "application/json"
 
@@ -50,6 +66,8 @@ HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")  # w
 
 
 def init_app(app: Flask) -> None:
+    app.session_interface = SessionInterface()
+
     @app.after_request
     def set_security_headers(response):
         # One pass over the response's few headers rather than a search of them per header: this runs on

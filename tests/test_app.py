@@ -73,6 +73,18 @@ def test_each_security_header_once_and_no_store_for_pages_only(app, client):
     assert client.get("/healthz").headers.getlist(HSTS[0]) == [HSTS[1]]
 
 
+def test_machine_calls_get_no_session_and_pages_do(app, client):
+    from flask import request
+
+    for path in ("/webhook/salesiq", "/webhook/desk", "/healthz", "/auth/login"):
+        with app.test_request_context(path):
+            opened = app.session_interface.open_session(app, request)
+            assert app.session_interface.is_null_session(opened) == (path != "/auth/login")
+    for response in (client.head("/webhook/salesiq"), client.get("/healthz")):
+        assert "Set-Cookie" not in response.headers and "Cookie" not in response.headers.get("Vary", "")
+    assert "session=" in client.get("/auth/login").headers.get("Set-Cookie", "")  # its CSRF token lives there
+
+
 def test_proxy_headers_are_trusted_only_when_configured(tmp_path, redis_url):
     from flask import request
 
