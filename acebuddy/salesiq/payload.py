@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..untrusted import scrub, strip_control
+from ..untrusted import loads, scrub, strip_control
 
 # Longer customer lines are cut, not refused: nothing a customer typed is lost for being long.
 MAX_TEXT = 4000
@@ -78,7 +78,7 @@ def parse(raw: bytes) -> Inbound:
     if not raw:
         raise PayloadError("empty body: expected a JSON object")
     try:
-        body = scrub(json.loads(raw))
+        body = loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise PayloadError("body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -153,8 +153,8 @@ def _parse_zobot(body: dict) -> Inbound:
         answers = body.get("answers") or {}
         if isinstance(answers, str):  # the webhook page types it "String" (spec §3, [M])
             try:
-                answers = json.loads(answers)
-            except ValueError:
+                answers = scrub(json.loads(answers))  # a JSON text inside the JSON: its escapes too
+            except (ValueError, RecursionError):
                 answers = {}
         if not isinstance(answers, dict):
             raise PayloadError("answers must be an object")

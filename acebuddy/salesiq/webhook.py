@@ -4,7 +4,6 @@ call) and the conversation event webhook.
 Both verify the signature over the raw body before parsing; malformed input is a 400 with a JSON error,
 a bad signature a 401, and the bot's answer is always SalesIQ's bot response format.
 """
-import json
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
@@ -12,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..extensions import csrf, db
 from . import events, intake, signature
-from ..untrusted import scrub
+from ..untrusted import loads
 from .payload import PayloadError, parse
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def salesiq_post():
 def salesiq_events():
     raw = verified_body()
     try:
-        body = scrub(json.loads(raw))
+        body = loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Refused(400, "body is not valid JSON") from None
     try:
