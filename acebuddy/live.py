@@ -34,8 +34,9 @@ COALESCE_SECONDS = 0.02
 # The list-wide `conversations` event goes out at most this often per page (the first at once, the
 # rest of a burst together at the window's end): at 100 customer messages a second every open list
 # would otherwise refresh without pause (docs/performance/dashboard.md). A page's own conversation and
-# escalations are never held back.
-LIST_EVENT_SECONDS = 1.0
+# escalations are never held back. Under a second with room for the fragment's fetch: a new row is on a
+# busy list within the one-second target.
+LIST_EVENT_SECONDS = 0.75
 HEARTBEAT_SECONDS = 15.0
 # A hub with no stream left ends within this long (and a new page starts a new one).
 HUB_IDLE_SECONDS = 0.25
@@ -208,6 +209,7 @@ class _Inbox:
         self.escalated: set[int] = set()
         self.queue: set[int] = set()
         self.list_at = 0.0  # when the stream may send its next list event (written by the stream)
+        self.wake_at = 0.0  # when the stream's current wait ends
         self.urgent = False
         self.failed = False
 
@@ -218,6 +220,9 @@ class _Inbox:
             self.queue |= queue
             if escalated or queue or self.conversation_id in changed or (changed and time.monotonic() >= self.list_at):
                 self.urgent = True
+                self.ready.notify()
+            elif changed and self.wake_at > self.list_at + COALESCE_SECONDS:
+                # The stream would sleep past the list's window: wake it to wait for the window instead.
                 self.ready.notify()
 
     def fail(self) -> None:
@@ -230,6 +235,7 @@ class _Inbox:
         COALESCE_SECONDS of the first included (commits come in bursts)."""
         with self.ready:
             if not self.urgent and not self.failed:
+                self.wake_at = time.monotonic() + timeout
                 self.ready.wait(timeout)
             woken = self.urgent
         if woken:

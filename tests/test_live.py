@@ -296,3 +296,21 @@ def test_losing_redis_ends_every_stream_of_the_process_and_the_next_page_subscri
         assert later.hub is not hub and later.hub.open
     finally:
         later.close()
+
+
+def test_a_change_held_for_the_list_window_goes_out_when_the_window_ends(app_ctx):
+    """Not at the stream's next heartbeat check: a busy list shows a new row within its window."""
+    app_ctx.config.update(LIVE_LIST_EVENT_SECONDS=0.3, LIVE_HEARTBEAT_SECONDS=5)
+    stream = live.stream()
+    events = iter(stream)
+    try:
+        next(events)
+        live.publish([1], [])
+        assert next(events) == "event: conversations\ndata: 1\n\n"
+        sent = time.monotonic()
+        time.sleep(0.05)
+        live.publish([2], [])
+        assert next(events) == "event: conversations\ndata: 1\n\n"
+        assert 0.25 <= time.monotonic() - sent < 0.6
+    finally:
+        stream.close()
