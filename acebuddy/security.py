@@ -30,12 +30,10 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
-# Machine-facing paths answer errors in JSON; pages answer in HTML.
-JSON_PREFIXES = ("/webhook", "/healthz", "/readyz", "/sandbox/desk", "/sandbox/accounts", "/sandbox/salesiq/api")
-
-
 # Calls from machines, which never sign anyone in: no cookie session is opened or saved for them.
-MACHINE_PREFIXES = ("/webhook/", "/healthz", "/readyz")
+MACHINE_PREFIXES = ("/webhook", "/healthz", "/readyz")
+# Machine-facing paths answer errors in JSON (the sandboxes' APIs too); pages answer in HTML.
+JSON_PREFIXES = MACHINE_PREFIXES + ("/sandbox/desk", "/sandbox/accounts", "/sandbox/salesiq/api")
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -63,6 +61,8 @@ SECURITY_HEADERS = (
     ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
 )
 HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")  # with secure cookies (HTTPS)
+_HEADERS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS)
+_HEADERS_HTTPS = _HEADERS + ((HSTS[0].lower(), *HSTS),)
 
 
 def init_app(app: Flask) -> None:
@@ -74,9 +74,8 @@ def init_app(app: Flask) -> None:
         # every webhook call (docs/performance/webhook.md).
         headers = response.headers
         present = {name.lower() for name, _value in headers.items()}
-        wanted = SECURITY_HEADERS + (HSTS,) if app.config.get("SESSION_COOKIE_SECURE") else SECURITY_HEADERS
-        for name, value in wanted:
-            if name.lower() not in present:
+        for key, name, value in _HEADERS_HTTPS if app.config.get("SESSION_COOKIE_SECURE") else _HEADERS:
+            if key not in present:
                 headers.add(name, value)
         if "cache-control" not in present and response.mimetype == "text/html":
             headers.add("Cache-Control", "no-store")
