@@ -5,18 +5,25 @@ callgrind counts the instructions the process executes, the same for the same co
 
     .venv/bin/python bench/instructions.py                       # knowledge, workflow, baseline
     .venv/bin/python bench/instructions.py --scenarios knowledge --rounds 2
+    .venv/bin/python bench/instructions.py --scenarios knowledge \
+        --within acebuddy.salesiq.intake:_commit_turn --within acebuddy.knowledge.search:best_answer
 
 Needs valgrind, its header <valgrind/callgrind.h> and a C compiler: a two-function helper is compiled
 into a temporary directory so that only the measured turns are counted (not start-up, imports or the
 warm-up round). Each scenario runs in its own process under `valgrind --tool=callgrind
 --instr-atstart=no`, on SQLite with the demo data, through Flask's test client as bench/profile_turn.py
-does. Counts user-space instructions only: what the kernel does for a commit's fsync or a socket is not
+does. `--within MODULE:FUNCTION` counts only the instructions run inside that function (a wrapper
+switches callgrind's collection on at its outermost entry and off at its exit; one run a function, so
+give each as it is looked up at its call site: a name imported with `from ... import` elsewhere is not
+wrapped there). Counts user-space instructions only: what the kernel does for a commit's fsync or a socket is not
 in them (bench/webhook.py is the judge; this says whether a change made the Python side cheaper).
 """
 from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
+import importlib
 import os
 import re
 import shutil
@@ -28,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 HELPER_C = """#include <valgrind/callgrind.h>
 void cg_start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
 void cg_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS_AT("measured"); }
+void cg_toggle(void) { CALLGRIND_TOGGLE_COLLECT; }
 """
 
 
@@ -39,7 +47,35 @@ def build_helper(directory: str) -> str:
     return library
 
 
-def child(scenario: str, rounds: int, library: str) -> None:
+def count_within(counter, target: str) -> list[int]:
+    """Wrap MODULE:FUNCTION (or MODULE:Class.method) so that callgrind collects only inside it; the
+    returned list counts its outermost calls."""
+    module, _, name = target.partition(":")
+    owner = importlib.import_module(module)
+    *path, attribute = name.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    original = getattr(owner, attribute)
+    depth, calls = [0], [0]
+
+    @functools.wraps(original)
+    def counted(*args, **kwargs):
+        depth[0] += 1
+        if depth[0] == 1:
+            calls[0] += 1
+            counter.cg_toggle()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+            if depth[0] == 0:
+                counter.cg_toggle()
+
+    setattr(owner, attribute, counted)
+    return calls
+
+
+def child(scenario: str, rounds: int, library: str, within: str | None) -> None:
     """Runs under callgrind: set up, warm up, then count `rounds` rounds of the scenario's chats."""
     sys.path.insert(0, HERE)
     from profile_turn import knowledge_questions, prepared_stack, run_chats
@@ -57,20 +93,25 @@ def child(scenario: str, rounds: int, library: str) -> None:
             client = create_app().test_client()
             chats = workflow_chats()[:10] if scenario == "workflow" else knowledge_chats(knowledge_questions(client))
         run_chats(client, chats, 1)  # warm caches and connections, uncounted
+        calls = count_within(counter, within) if within else None
         counter.cg_start()
         sent = run_chats(client, chats, rounds)
         counter.cg_stop()
         print(f"SENT {sent}")
+        if calls is not None:
+            print(f"CALLS {calls[0]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default="knowledge,workflow,baseline")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--child", nargs=2, metavar=("SCENARIO", "LIBRARY"), help=argparse.SUPPRESS)
+    parser.add_argument("--within", action="append", default=[], metavar="MODULE:FUNCTION",
+                        help="count only inside this function (repeatable: one run each)")
+    parser.add_argument("--child", nargs=3, metavar=("SCENARIO", "LIBRARY", "WITHIN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.rounds, args.child[1])
+        child(args.child[0], args.rounds, args.child[1], args.child[2] or None)
         return
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -78,17 +119,24 @@ def main() -> None:
     try:
         library = build_helper(directory)
         for scenario in [s for s in args.scenarios.split(",") if s]:
-            run = subprocess.run(
-                ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                 f"--callgrind-out-file={os.path.join(directory, 'callgrind.%p')}",
-                 sys.executable, os.path.abspath(__file__), "--rounds", str(args.rounds), "--child", scenario, library],
-                capture_output=True, text=True, cwd=os.path.dirname(HERE))
-            sent = re.search(r"SENT (\d+)", run.stdout)
-            collected = re.search(r"Collected : (\d+)", run.stderr)
-            if run.returncode or not sent or not collected:
-                sys.exit(f"{scenario}: the run failed\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}")
-            messages, instructions = int(sent.group(1)), int(collected.group(1))
-            print(f"{scenario:10} {messages:4} messages  {instructions / messages / 1e6:6.2f} M instructions a message")
+            for within in args.within or [""]:
+                run = subprocess.run(
+                    ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                     *(["--collect-atstart=no"] if within else []),
+                     f"--callgrind-out-file={os.path.join(directory, 'callgrind.%p')}",
+                     sys.executable, os.path.abspath(__file__), "--rounds", str(args.rounds),
+                     "--child", scenario, library, within],
+                    capture_output=True, text=True, cwd=os.path.dirname(HERE))
+                sent = re.search(r"SENT (\d+)", run.stdout)
+                collected = re.search(r"Collected : (\d+)", run.stderr)
+                if run.returncode or not sent or not collected:
+                    sys.exit(f"{scenario}: the run failed\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}")
+                messages, instructions = int(sent.group(1)), int(collected.group(1))
+                line = f"{scenario:10} {messages:4} messages  {instructions / messages / 1e6:6.2f} M instructions a message"
+                if within:
+                    calls = re.search(r"CALLS (\d+)", run.stdout)
+                    line += f"  within {within} ({calls.group(1) if calls else '?'} calls)"
+                print(line)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
