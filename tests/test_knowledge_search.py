@@ -1,4 +1,5 @@
 """Knowledge search: ranking on real questions, typos, synonyms, extracts, confidence, index upkeep."""
+import json
 import os
 import threading
 
@@ -262,3 +263,38 @@ def test_markdown_becomes_readable_passages():
     assert clean_inline("Run `Test-NetConnection <gateway address> -Port 443`") == (
         "Run Test-NetConnection <gateway address> -Port 443"
     )
+
+
+def test_pruned_re_ranking_gives_the_results_of_scoring_every_candidate(monkeypatch):
+    """Index.search skips the passage scoring of candidates whose score bound cannot reach the results:
+    every result, score, confidence, extract and feature must be what scoring them all gives."""
+    if not os.path.isdir(CORPUS):
+        pytest.skip(f"the sample knowledge corpus is not at {CORPUS} (set KB_CORPUS to its folder)")
+    from acebuddy.knowledge import index as index_module
+    from acebuddy.knowledge.importer import parse_article
+
+    sources = []
+    for name in sorted(os.listdir(CORPUS)):
+        if name.endswith(".md"):
+            with open(os.path.join(CORPUS, name), encoding="utf-8") as fh:
+                a = parse_article(fh.read(), name)
+            sources.append(index_module.Source(a.slug, a.title, a.category, tuple(a.tags), a.body))
+    index = index_module.Index(sources)
+    with open(os.path.join(os.path.dirname(__file__), "data", "intents-dev.jsonl"), encoding="utf-8") as fh:
+        questions = [q for q, _ in CORPUS_QUESTIONS] + [json.loads(line)["text"] for line in fh if line.strip()]
+    scored = []
+    real = index_module.Index._passages
+    monkeypatch.setattr(index_module.Index, "_passages", lambda self, *a: scored.append(1) or real(self, *a))
+
+    def run(prune: bool) -> tuple[list, int]:
+        monkeypatch.setattr(index_module, "PRUNE_RERANK", prune)
+        scored.clear()
+        results = [[(r.slug, r.score, r.confidence, r.extract, r.features) for r in index.search(q, limit)]
+                   for q in questions for limit in (1, 2, 5)]
+        return results, len(scored)
+
+    pruned, pruned_work = run(True)
+    every, every_work = run(False)
+    assert pruned == every
+    assert sum(1 for r in every if r) > len(questions)  # most questions find articles
+    assert pruned_work < every_work / 2  # and the pruning skips most of the work

@@ -33,6 +33,8 @@ CHAMPIONS, SYNONYM_CHAMPIONS = 600, 150
 # Weights of the re-ranking features (each in 0..1); tuned on bench/kb_questions.jsonl only.
 W_BM25, W_COVERAGE, W_LABEL, W_PASSAGE, W_PHRASE = 1.0, 0.15, 0.85, 0.3, 0.3
 W_RUN = 0.5  # three or more of the question's words in a row, as in a pasted error message
+# Skip re-ranking the candidates that cannot reach the results (Index.search); off only to compare.
+PRUNE_RERANK = True
 # The confidence model (logistic), fitted on the same set; see docs/performance/knowledge.md.
 EVIDENCE_SCALE = 3.0  # matched idf mass at which the evidence feature reaches 63%
 CONFIDENCE_WEIGHTS = {"coverage": 2.0, "passage": 0.4, "label": 3.3, "margin": 1.0, "evidence": 2.9, "phrase": 1.2}
@@ -221,27 +223,47 @@ class Index:
         # A bare count ("2", "10") can rank an article but is no evidence it answers anything.
         evidential = [not (c.word.isdigit() and len(c.word) <= 2) for c in concepts]
         pair_mass = sum(pair_weights) or 1.0
+        known = [k for k, c in enumerate(concepts) if c.known]  # pair p joins known[p] and known[p + 1]
         rows = []
         for doc_id in candidates:
             bm25, present = self._exact(doc_id, concepts, term_slots)
             rows.append((doc_id, bm25, present))
         top_bm25 = max(r[1] for r in rows) or 1.0
-        scored = []
+        # The passage, phrase and run features cost most of a search and are computed only for the
+        # candidates that can still reach the top: each candidate gets an upper bound of its score from
+        # what its postings say, and the best bounds go first; once a bound is below the `need`-th exact
+        # score, no candidate left can rank among the results or be the runner-up that sets the top
+        # one's margin. The results are the same as scoring every candidate (docs/performance/knowledge.md).
+        need = max(limit, 2)
+        bounded = []
         for doc_id, bm25, present in rows:
             doc = self.docs[doc_id]
             credit = [x * p * f for x, p, f in zip(weights, present, corrections)]
             matched = sum(credit)
             evidence = sum(x for x, counts in zip(credit, evidential) if counts)
             label, about = _label_match(doc.label_terms, concepts, weights)
+            features = {"bm25": bm25, "coverage": matched / mass, "label": label / mass,
+                        "evidence": 1.0 - math.exp(-evidence / EVIDENCE_SCALE)}
+            head = W_BM25 * bm25 / top_bm25 + W_COVERAGE * features["coverage"] + W_LABEL * features["label"]
+            bound = (head + W_PASSAGE * _passage_bound(weights, present, question.total, mass)
+                     + W_PHRASE * _phrase_bound(pair_weights, pair_mass, known, present)
+                     + W_RUN * _run_bound(pair_weights, known, present))
+            bounded.append((bound, head, doc_id, about, features))
+        bounded.sort(key=itemgetter(0), reverse=True)
+        scored = []
+        floor = None  # the need-th best exact score so far
+        for bound, head, doc_id, about, features in bounded:
+            if floor is not None and bound < floor and PRUNE_RERANK:
+                break
+            doc = self.docs[doc_id]
             best_passage, best_score, pairs_seen, longest = self._passages(doc, question, about)
             phrase = sum(pair_weights[p] for p in pairs_seen) / pair_mass
             run = max(0, longest - 1) / max(1, len(pair_weights) - 1)
-            features = {"bm25": bm25, "coverage": matched / mass, "label": label / mass,
-                        "passage": best_score / mass, "phrase": phrase, "run": run,
-                        "evidence": 1.0 - math.exp(-evidence / EVIDENCE_SCALE)}
-            score = (W_BM25 * bm25 / top_bm25 + W_COVERAGE * features["coverage"] + W_LABEL * features["label"]
-                     + W_PASSAGE * features["passage"] + W_PHRASE * phrase + W_RUN * run)
+            features.update(passage=best_score / mass, phrase=phrase, run=run)
+            score = head + W_PASSAGE * features["passage"] + W_PHRASE * phrase + W_RUN * run
             scored.append((score, doc.slug, doc_id, best_passage, features))
+            if len(scored) >= need:
+                floor = heapq.nlargest(need, (row[0] for row in scored))[-1]
         scored.sort(key=lambda row: (-row[0], row[1]))
         top_score = scored[0][0] or 1.0
         results = []
@@ -384,6 +406,31 @@ def _label_match(label_terms: frozenset[str], concepts: list[Concept], weights: 
             about.add(k)
             label += weights[k] * best
     return label, about
+
+
+# Upper bounds of the passage, phrase and run features of an article from `present` (each concept's best
+# term weight in the article, see Index._exact), for skipping articles that cannot reach the results.
+# A passage holds only the article's terms, each at most its concept's weight and at most 1.25 times it
+# in a heading; the slack covers the float rounding of sums taken in another order.
+_SLACK = 1.0 + 1e-9
+
+
+def _passage_bound(weights: list[float], present: list[float], total: float, mass: float) -> float:
+    return min(1.25 * _SLACK * sum(x * p for x, p in zip(weights, present)), total) / mass
+
+
+def _phrase_bound(pair_weights: list[float], pair_mass: float, known: list[int], present: list[float]) -> float:
+    """A query pair is found only where both its words are, each in a full-weight spelling."""
+    return _SLACK * sum(w for p, w in enumerate(pair_weights)
+                        if present[known[p]] >= 1.0 and present[known[p + 1]] >= 1.0) / pair_mass
+
+
+def _run_bound(pair_weights: list[float], known: list[int], present: list[float]) -> float:
+    longest = length = 0
+    for p in range(len(pair_weights)):
+        length = length + 1 if present[known[p]] >= 1.0 and present[known[p + 1]] >= 1.0 else 0
+        longest = max(longest, length)
+    return max(0, longest - 1) / max(1, len(pair_weights) - 1)
 
 
 def _query_bigrams(concepts: list[Concept]) -> tuple[dict[tuple[str, str], int], list[float]]:
