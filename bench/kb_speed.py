@@ -6,6 +6,7 @@ vocabulary), writes them as Markdown, imports them through `import_directory` in
 database, then times `search()` and `best_answer()` over the question sets and their typo variants.
 
     .venv/bin/python bench/kb_speed.py [--articles 10000] [--rounds 3] [--corpus DIR] [--exhaustive]
+                                       [--rerank-all]
 """
 from __future__ import annotations
 
@@ -111,7 +112,13 @@ def main() -> int:
     parser.add_argument("--corpus", default=DEFAULT_CORPUS)
     parser.add_argument("--exhaustive", action="store_true",
                         help="walk every posting in the first stage (no champion lists), to compare")
+    parser.add_argument("--rerank-all", action="store_true",
+                        help="re-rank every candidate (no score-bound pruning), to compare")
     args = parser.parse_args()
+    if args.rerank_all:
+        from acebuddy.knowledge import index
+
+        index.PRUNE_RERANK = False
     if args.exhaustive:
         from acebuddy.knowledge import index
 
@@ -179,7 +186,8 @@ def main() -> int:
     print(f"best_answer(q) over {len(answer_timings)} queries: p50 {percentile(answer_timings, 50):.2f} ms, "
           f"p99 {percentile(answer_timings, 99):.2f} ms")
     print(f"first hit is the article or one of its variants: {right}/{total} = {right / total:.3f}"
-          + (" (exhaustive first stage)" if args.exhaustive else ""))
+          + (" (exhaustive first stage)" if args.exhaustive else "")
+          + (" (every candidate re-ranked)" if args.rerank_all else ""))
     return 0
 
 
