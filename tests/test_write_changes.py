@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, inspect, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from acebuddy import clock, conversations
@@ -130,3 +130,42 @@ def test_a_conversation_deleted_meanwhile_fails_the_turn_as_the_flush_would(app_
     with pytest.raises(StaleDataError):
         conversations.write_changes(conv)
     db.session.rollback()
+
+
+def _read_row(conv_id: int):
+    table = Conversation.__table__
+    return db.session.connection().execute(select(*conversations.COLUMNS).where(table.c.id == conv_id)).one()
+
+
+def test_an_adopted_row_is_the_conversation_a_query_loads(app_ctx, updates):
+    """conversations.adopt: the webhook's plain look-up row becomes a persistent, unchanged object with
+    every column as the ORM loads it and its relationships loaded on use; nothing is written for it."""
+    conv = _stored_conversation("adopt-1")
+    conv.state, conv.data = {"pending": {"kind": "clarify"}}, {"username": "j.doe"}
+    db.session.add(Message(conversation_id=conv.id, role="customer", text="hello"))
+    db.session.commit()
+    conv_id = conv.id
+    loaded = {column.key: getattr(conv, column.key) for column in conversations.COLUMNS}
+    db.session.expunge_all()
+    updates.seen.clear()
+
+    adopted = conversations.adopt(_read_row(conv_id))
+    state = inspect(adopted)
+    assert state.persistent and state.identity == (conv_id,)
+    assert {column.key: getattr(adopted, column.key) for column in conversations.COLUMNS} == loaded
+    assert not db.session.dirty and not state.committed_state
+    assert db.session.get(Conversation, conv_id) is adopted
+    assert [m.text for m in adopted.messages] == ["hello"]
+    db.session.commit()
+    assert updates.seen == []
+
+    adopted.step = "ask_username"
+    db.session.commit()
+    assert len(updates.seen) == 1 and _set_columns(updates.seen[0][0]) == {"step", "updated_at"}
+
+
+def test_adopting_a_row_the_session_holds_gives_the_held_object(app_ctx):
+    conv = _stored_conversation("adopt-2")
+    conv.step = "ask_username"  # a change not yet written: the held object keeps it, as a query would
+    assert conversations.adopt(_read_row(conv.id)) is conv
+    assert conv.step == "ask_username"

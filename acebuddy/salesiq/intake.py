@@ -223,12 +223,12 @@ def _stored_answer(key: str) -> dict | None:
 _RECORD = insert(WebhookDelivery.__table__)
 _REANSWER = (update(WebhookDelivery.__table__).where(WebhookDelivery.__table__.c.key == bindparam("k"))
              .values(response=bindparam("answer")))
-# The stored answer and the open conversation (a NULL key matches nothing):
+# The stored answer and the open conversation's columns (a NULL key matches nothing), as plain SQL:
 _LOOK_UP = (
     select(select(WebhookDelivery.response).where(WebhookDelivery.key == bindparam("key"))
-           .scalar_subquery().label("answer"), Conversation)
+           .scalar_subquery().label("answer"), *conversations.COLUMNS)
     .select_from(select(literal(1).label("one")).subquery())
-    .outerjoin(Conversation, Conversation.open_key == bindparam("chat"))
+    .outerjoin(Conversation.__table__, Conversation.__table__.c.open_key == bindparam("chat"))
 )
 
 
@@ -238,5 +238,8 @@ def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None
     handlers that need one refuse a call without it)."""
     if not conversation_key:
         return (_stored_answer(key) if key else None), None
-    stored, conv = db.session.execute(_LOOK_UP, {"key": key, "chat": conversation_key}).one()
-    return stored, conv
+    session = db.session()
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # what the ORM's autoflush would do before a query
+    row = session.connection().execute(_LOOK_UP, {"key": key, "chat": conversation_key}).one()
+    return row.answer, (conversations.adopt(row) if row.id is not None else None)
