@@ -9,6 +9,7 @@ from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import clock, live
+from .prebuilt import Prebuilt
 from .extensions import db
 from .models import BOT, CLOSED, Conversation, ConversationEvent, Message
 from .salesiq.payload import Inbound
@@ -143,7 +144,8 @@ _PENDING_CONV = "pending"
 
 
 # Built once (a statement costs more to construct than to run).
-_INSERT = {Message: insert(Message.__table__), ConversationEvent: insert(ConversationEvent.__table__)}
+_INSERT = {Message: Prebuilt(insert(Message.__table__)),
+           ConversationEvent: Prebuilt(insert(ConversationEvent.__table__))}
 
 
 def _batch(conv: Conversation) -> dict | None:
@@ -182,7 +184,7 @@ def _insert_batch(session: Session, _context=None, _instances=None) -> None:
     for model in (Message, ConversationEvent):
         rows = batch[model]
         if rows:
-            session.connection().execute(_INSERT[model], rows)
+            _INSERT[model].run(session.connection(), rows)
             touched.update(row["conversation_id"] for row in rows)
             rows.clear()
     if touched:
@@ -203,7 +205,7 @@ def _end_batch(session: Session) -> None:
 
 # Built once; run with the changed columns as its parameters, which Core makes the SET clause (one
 # compiled form per set of columns, cached by the engine).
-_UPDATE = update(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("conversation_pk"))
+_UPDATE = Prebuilt(update(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("conversation_pk")))
 _COLUMNS = frozenset(column.key for column in Conversation.__table__.columns)
 
 
@@ -228,7 +230,7 @@ def write_changes(conv: Conversation) -> bool:
     _insert_batch(session)  # the turn's lines first, as a flush writes them
     if changes:
         changes["updated_at"] = state.dict["updated_at"] = clock.now()  # the column's onupdate
-        result = session.connection().execute(_UPDATE, {**changes, "conversation_pk": conv_id})
+        result = _UPDATE.run(session.connection(), {**changes, "conversation_pk": conv_id})
         if result.rowcount != 1:  # what the ORM's flush checks too
             raise StaleDataError(f"conversation {conv_id} was not there to update")
         with session.no_autoflush:  # an expired id is read back, not flushed through the ORM

@@ -16,10 +16,11 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import conversations, notifications
+from .. import clock, conversations, notifications
 from ..bot import engine, redaction
 from ..bot.engine import Turn
 from ..extensions import db
+from ..prebuilt import Prebuilt
 from ..models import CREATED, FAILED, Conversation, TicketRequest, WebhookDelivery
 from .payload import Inbound
 from .responses import BotReply
@@ -58,7 +59,7 @@ def process(inbound: Inbound, *, retried: bool = False) -> dict:
         if extra:
             body = _with_line(body, extra)
             if key:
-                db.session.connection().execute(_REANSWER, {"k": key, "answer": body})
+                _REANSWER.run(db.session.connection(), {"k": key, "answer": body})
             db.session.commit()
     return body
 
@@ -70,8 +71,8 @@ def _commit_turn(conv: Conversation | None, key: str | None, body: dict) -> None
     if conv is None or not conversations.write_changes(conv):
         db.session.flush()
     if key:
-        db.session.connection().execute(_RECORD, {"key": key, "conversation_id": conv.id if conv else None,
-                                                  "response": body})
+        _RECORD.run(db.session.connection(), {"key": key, "conversation_id": conv.id if conv else None,
+                                              "response": body, "created_at": clock.now()})
     db.session.commit()
 
 
@@ -220,9 +221,9 @@ def _stored_answer(key: str) -> dict | None:
 # Built once: constructing a statement costs more than running it, and these run on every call
 # (docs/performance/webhook.md). The delivery record, and its answer rewritten when a ticket's number
 # made it into the reply:
-_RECORD = insert(WebhookDelivery.__table__)
-_REANSWER = (update(WebhookDelivery.__table__).where(WebhookDelivery.__table__.c.key == bindparam("k"))
-             .values(response=bindparam("answer")))
+_RECORD = Prebuilt(insert(WebhookDelivery.__table__))
+_REANSWER = Prebuilt(update(WebhookDelivery.__table__).where(WebhookDelivery.__table__.c.key == bindparam("k"))
+                     .values(response=bindparam("answer")))
 # The stored answer and the open conversation's columns (a NULL key matches nothing), as plain SQL:
 _LOOK_UP = (
     select(select(WebhookDelivery.response).where(WebhookDelivery.key == bindparam("key"))
