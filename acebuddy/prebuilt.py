@@ -57,6 +57,8 @@ class Prebuilt:
         if compiled.post_compile_params or compiled.literal_execute_params or compiled.escaped_bind_names:
             raise ValueError(f"{self.statement}: its parameters need Core's own execution")
         names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
+        if not set(names) <= set(keys):  # a literal's value, say: write it as SQL (literal_column)
+            raise ValueError(f"{self.statement}: no value given for {', '.join(sorted(set(names) - set(keys)))}")
         processors = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
                            for name in names)
         return _Form(compiled.string, names, processors, compiled.positional)

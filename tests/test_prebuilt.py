@@ -90,3 +90,6 @@ def test_a_column_left_to_its_python_default_is_refused(app_ctx):
     with pytest.raises(ValueError, match="updated_at"):
         Prebuilt(update(table).where(table.c.id == bindparam("pk"))).run(db.session.connection(),
                                                                          {"step": "x", "pk": conv_id})
+    with pytest.raises(ValueError, match="no value given for pk"):
+        Prebuilt(update(table).where(table.c.id == bindparam("pk"))).run(db.session.connection(),
+                                                                         {"step": "x", "updated_at": MOMENT})
