@@ -235,7 +235,12 @@ class _Inbox:
         COALESCE_SECONDS of the first included (commits come in bursts)."""
         with self.ready:
             if not self.urgent and not self.failed:
-                self.wake_at = time.monotonic() + timeout
+                now = time.monotonic()
+                if self.changed:
+                    # A list change came while the stream was away (sending, say): its wake-up found
+                    # no one waiting, so wait no longer than the list's window.
+                    timeout = min(timeout, max(0.0, self.list_at - now))
+                self.wake_at = now + timeout
                 self.ready.wait(timeout)
             woken = self.urgent
         if woken:

@@ -314,3 +314,25 @@ def test_a_change_held_for_the_list_window_goes_out_when_the_window_ends(app_ctx
         assert 0.2 <= time.monotonic() - sent < 0.8  # the window's end; the stream's check came at 1 s
     finally:
         stream.close()
+
+
+def test_a_list_change_that_came_while_the_stream_was_away_goes_out_when_the_window_ends(app_ctx):
+    """The hub can deliver a notice while the stream is between waits (writing to the browser): its
+    wake-up finds no one waiting, and the stream's next wait must still end with the list's window."""
+    app_ctx.config.update(LIVE_LIST_EVENT_SECONDS=0.3, LIVE_HEARTBEAT_SECONDS=5)
+    stream = live.stream()
+    events = iter(stream)
+    try:
+        next(events)
+        live.publish([1], [])
+        assert next(events) == "event: conversations\ndata: 1\n\n"
+        sent = time.monotonic()
+        live.publish([2], [])
+        deadline = sent + 2
+        while not stream.inbox.changed and time.monotonic() < deadline:  # the stream is not waiting now
+            time.sleep(0.005)
+        assert stream.inbox.changed == {2}
+        assert next(events) == "event: conversations\ndata: 1\n\n"
+        assert time.monotonic() - sent < 0.8  # the window's end (0.3 s), not the stream's 1 s check
+    finally:
+        stream.close()
