@@ -207,21 +207,27 @@ def _end_batch(session: Session) -> None:
 # compiled form per set of columns, cached by the engine).
 _UPDATE = Prebuilt(update(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("conversation_pk")))
 _COLUMNS = frozenset(column.key for column in Conversation.__table__.columns)
+# A new chat's conversation: every column but the id, which the database gives.
+_INSERT_NEW = Prebuilt(insert(Conversation.__table__).returning(Conversation.__table__.c.id))
+_NEW_COLUMNS = tuple(c for c in Conversation.__table__.columns if not c.primary_key)
+_RELATIONSHIPS = frozenset(inspect(Conversation).relationships.keys())
 
 
 def write_changes(conv: Conversation) -> bool:
-    """Write what a turn changed on its conversation as one plain UPDATE, when that (and the batched
-    rows) is all the session holds; False, having written nothing, when anything else is pending, and
-    the caller's flush writes it all.
+    """Write what a turn changed on its conversation as one plain UPDATE (or, for a new chat, its one
+    INSERT), when that and the batched rows are all the session holds; False, having written nothing,
+    when anything else is pending, and the caller's flush writes it all.
 
     The webhook's hot path (docs/performance/webhook.md): the ORM's unit of work costs several times
-    the UPDATE it sends. The conversation is then marked written, as a flush would leave it, and its
+    the statement it sends. The conversation is then marked written, as a flush would leave it, and its
     live notice noted while its attribute history still says what changed."""
     session = db.session()
-    if session.new or session.deleted or session.in_nested_transaction():
+    if session.deleted or session.in_nested_transaction():
         return False
     state = inspect(conv)  # its key, not `conv.id`: reading an expired attribute would autoflush
-    if state.key is None or any(obj is not conv for obj in session.dirty):
+    if state.key is None:
+        return _write_new(session, conv, state)
+    if session.new or any(obj is not conv for obj in session.dirty):
         return False
     conv_id = state.identity[0]
     changes = {key: state.dict[key] for key in state.committed_state}
@@ -239,6 +245,35 @@ def write_changes(conv: Conversation) -> bool:
     # shows the commit that follows writes nothing more).
     state._commit_all(state.dict, session.identity_map)
     return True
+
+
+def _write_new(session: Session, conv: Conversation, state) -> bool:
+    """A new chat's conversation (open_found's `deferred`) inserted with its columns' Python-side
+    defaults, as the flush would, then made persistent with the id the database gave it."""
+    if (not state.pending or len(session.new) != 1 or session.dirty or not _RELATIONSHIPS.isdisjoint(state.dict)
+            or state.dict.get("id") is not None or not session.connection().dialect.insert_returning):
+        return False  # a relationship set, another new row, or no INSERT ... RETURNING: the flush
+    values = {column.key: state.dict[column.key] if column.key in state.dict else _default(column)
+              for column in _NEW_COLUMNS}
+    conv_id = _INSERT_NEW.run(session.connection(), values).scalar_one()
+    conv.__dict__.update(values, id=conv_id)  # what the flush leaves: the defaults and the id loaded
+    live.collect(session, conv, is_new=True)
+    session.expunge(conv)
+    make_transient_to_detached(conv)  # its values become the loaded state, its key the new id
+    session.add(conv)
+    _insert_batch(session)  # its lines and timeline entries, now that it has an id
+    return True
+
+
+def _default(column):
+    default = column.default
+    if default is None:
+        return None
+    if default.is_callable:
+        return default.arg(None)  # Core wraps a callable default to take an execution context
+    if default.is_scalar:
+        return default.arg
+    raise ValueError(f"conversation.{column.key}: a SQL default needs the ORM's flush")
 
 
 def add_message(conv: Conversation, role: str, text: str, *, masked: bool = False) -> Message | None:

@@ -7,7 +7,8 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, event, inspect, select
+from sqlalchemy import delete, event, func, inspect, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from acebuddy import clock, conversations
@@ -169,3 +170,67 @@ def test_adopting_a_row_the_session_holds_gives_the_held_object(app_ctx):
     conv.step = "ask_username"  # a change not yet written: the held object keeps it, as a query would
     assert conversations.adopt(_read_row(conv.id)) is conv
     assert conv.step == "ask_username"
+
+
+def _new_conversation(key: str) -> Conversation:
+    """A new chat's conversation as the webhook turn holds it (open_found's `deferred`): pending, with
+    batched rows waiting for its id."""
+    conversations.batch_rows()
+    conv = Conversation(salesiq_id=key, open_key=key, source="zobot", data={}, state={}, visitor_name="Ann")
+    db.session.add(conv)
+    conversations.record_event(conv, "opened", "via zobot")
+    conversations.add_message(conv, "customer", "hello")
+    conv.step, conv.state = "ask_username", {"pending": None}
+    return conv
+
+
+def test_a_new_conversation_goes_in_as_one_insert_with_the_defaults_a_flush_gives(app_ctx):
+    statements = []
+
+    def record(_conn, _cursor, statement, _params, _context, _many):
+        statements.append(statement.split("(")[0].strip())
+
+    flushed = _new_conversation("new-flushed")
+    db.session.flush()  # the ORM's own INSERT, to compare with
+    db.session.commit()
+    listener = Listener(app_ctx)
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        conv = _new_conversation("new-written")
+        assert conversations.write_changes(conv) is True
+        state = inspect(conv)
+        assert state.persistent and conv.id is not None and not state.committed_state
+        conv_id = conv.id
+        assert commit_and_hear(listener) == [{"c": [conv_id], "e": [], "q": []}]  # a new chat with the bot
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+        listener.close()
+    assert statements == ["INSERT INTO conversation", "INSERT INTO message", "INSERT INTO conversation_event"]
+    assert db.session.get(Conversation, conv_id) is conv  # the session holds it as loaded
+    assert _lines(conv_id) == [("customer", "hello", False)]
+    written, ordinary = _row(conv_id), _row(flushed.id)
+    differ = {key for key in written if written[key] != ordinary[key]}
+    assert differ == {"id", "salesiq_id", "open_key", "created_at", "updated_at", "last_message_at"}
+    db.session.expire_all()
+    assert {key: getattr(conv, key) for key in written} == written
+
+
+def test_a_new_conversation_with_other_new_rows_is_left_to_the_flush(app_ctx):
+    conv = _new_conversation("new-with-customer")
+    db.session.add(Customer(username="new.customer", email="nc@example.com", name="N C"))
+    assert conversations.write_changes(conv) is False
+    assert inspect(conv).pending  # nothing written: the caller's flush writes it all
+    db.session.flush()
+    db.session.commit()
+    assert _lines(conv.id) == [("customer", "hello", False)]
+
+
+def test_a_new_conversation_that_lost_its_chat_key_fails_as_the_flush_would(app_ctx):
+    """Two lines of a new chat at once: the loser's INSERT fails on the open key, the turn is rolled
+    back and the webhook runs it again on the winner's conversation."""
+    _stored_conversation("new-raced")
+    conv = _new_conversation("new-raced")
+    with pytest.raises(IntegrityError):
+        conversations.write_changes(conv)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count(Conversation.id)).where(Conversation.salesiq_id == "new-raced")) == 1
