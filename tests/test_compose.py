@@ -230,7 +230,7 @@ def test_a_slow_server_gives_none_within_the_timeout(make_app, model):
     model.delay = 5
     started = time.monotonic()
     assert _compose(app) is None
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 2.5  # the 0.5 s deadline, with room for a busy machine; not the 5 s
 
 
 def test_a_trickling_server_cannot_stretch_the_timeout(make_app, model):
@@ -239,7 +239,7 @@ def test_a_trickling_server_cannot_stretch_the_timeout(make_app, model):
     model.drip = 5
     started = time.monotonic()
     assert _compose(app) is None
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 2.5  # the 0.5 s deadline, with room for a busy machine; not the 5 s
 
 
 def test_the_answer_is_plain_text_capped_and_links_are_only_those_of_the_passages(llm_app, model):
