@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import redis
@@ -298,41 +299,43 @@ def test_losing_redis_ends_every_stream_of_the_process_and_the_next_page_subscri
         later.close()
 
 
-def test_a_change_held_for_the_list_window_goes_out_when_the_window_ends(app_ctx):
-    """Not at the stream's next heartbeat check: a busy list shows a new row within its window."""
+@contextmanager
+def _list_window_stream(app_ctx):
+    """A list stream with a 0.3 s window that has just sent a list event: the next change is held."""
     app_ctx.config.update(LIVE_LIST_EVENT_SECONDS=0.3, LIVE_HEARTBEAT_SECONDS=5)
     stream = live.stream()
     events = iter(stream)
     try:
         next(events)
         live.publish([1], [])
-        assert next(events) == "event: conversations\ndata: 1\n\n"
+        assert next(events) == LIST_EVENT
+        yield stream, events
+    finally:
+        stream.close()
+
+
+LIST_EVENT = "event: conversations\ndata: 1\n\n"
+
+
+def test_a_change_held_for_the_list_window_goes_out_when_the_window_ends(app_ctx):
+    """Not at the stream's next heartbeat check: a busy list shows a new row within its window."""
+    with _list_window_stream(app_ctx) as (_stream, events):
         sent = time.monotonic()
         time.sleep(0.05)
         live.publish([2], [])
-        assert next(events) == "event: conversations\ndata: 1\n\n"
+        assert next(events) == LIST_EVENT
         assert 0.2 <= time.monotonic() - sent < 0.8  # the window's end; the stream's check came at 1 s
-    finally:
-        stream.close()
 
 
 def test_a_list_change_that_came_while_the_stream_was_away_goes_out_when_the_window_ends(app_ctx):
     """The hub can deliver a notice while the stream is between waits (writing to the browser): its
     wake-up finds no one waiting, and the stream's next wait must still end with the list's window."""
-    app_ctx.config.update(LIVE_LIST_EVENT_SECONDS=0.3, LIVE_HEARTBEAT_SECONDS=5)
-    stream = live.stream()
-    events = iter(stream)
-    try:
-        next(events)
-        live.publish([1], [])
-        assert next(events) == "event: conversations\ndata: 1\n\n"
+    with _list_window_stream(app_ctx) as (stream, events):
         sent = time.monotonic()
         live.publish([2], [])
         deadline = sent + 2
         while not stream.inbox.changed and time.monotonic() < deadline:  # the stream is not waiting now
             time.sleep(0.005)
         assert stream.inbox.changed == {2}
-        assert next(events) == "event: conversations\ndata: 1\n\n"
+        assert next(events) == LIST_EVENT
         assert time.monotonic() - sent < 0.8  # the window's end (0.3 s), not the stream's 1 s check
-    finally:
-        stream.close()
