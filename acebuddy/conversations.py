@@ -5,13 +5,13 @@ from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.instrumentation import manager_of_class
 
 from . import clock, live
-from .prebuilt import Prebuilt
 from .extensions import db
 from .models import BOT, CLOSED, Conversation, ConversationEvent, Message
+from .prebuilt import Prebuilt
 from .salesiq.payload import Inbound
 
 

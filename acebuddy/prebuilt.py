@@ -32,6 +32,7 @@ class Prebuilt:
     def __init__(self, statement: UpdateBase):
         # An INSERT without RETURNING: Core adds one for the new row's key, which nothing here reads.
         self.statement = statement.inline() if isinstance(statement, Insert) else statement
+        # Filled on first use; two threads compiling the same form at once both get a correct one.
         self._forms: dict[tuple[str, tuple[str, ...]], _Form] = {}
 
     def run(self, connection: Connection, parameters: dict | list[dict]) -> CursorResult:

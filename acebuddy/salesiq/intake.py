@@ -20,8 +20,8 @@ from .. import clock, conversations, notifications
 from ..bot import engine, redaction
 from ..bot.engine import Turn
 from ..extensions import db
-from ..prebuilt import Prebuilt
 from ..models import CREATED, FAILED, Conversation, TicketRequest, WebhookDelivery
+from ..prebuilt import Prebuilt
 from .payload import Inbound
 from .responses import BotReply
 
