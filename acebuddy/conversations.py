@@ -206,10 +206,10 @@ def _end_batch(session: Session) -> None:
 # Built once; run with the changed columns as its parameters, which Core makes the SET clause (one
 # compiled form per set of columns, cached by the engine).
 _UPDATE = Prebuilt(update(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("conversation_pk")))
-_COLUMNS = frozenset(column.key for column in Conversation.__table__.columns)
+_COLUMN_KEYS = frozenset(_KEYS)
 # A new chat's conversation: every column but the id, which the database gives.
 _INSERT_NEW = Prebuilt(insert(Conversation.__table__).returning(Conversation.__table__.c.id))
-_NEW_COLUMNS = tuple(c for c in Conversation.__table__.columns if not c.primary_key)
+_NEW_COLUMNS = tuple(c for c in COLUMNS if not c.primary_key)
 _RELATIONSHIPS = frozenset(inspect(Conversation).relationships.keys())
 
 
@@ -231,7 +231,7 @@ def write_changes(conv: Conversation) -> bool:
         return False
     conv_id = state.identity[0]
     changes = {key: state.dict[key] for key in state.committed_state}
-    if not changes.keys() <= _COLUMNS:  # a relationship set: the flush derives its foreign key
+    if not changes.keys() <= _COLUMN_KEYS:  # a relationship set: the flush derives its foreign key
         return False
     _insert_batch(session)  # the turn's lines first, as a flush writes them
     if changes:

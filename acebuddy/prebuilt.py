@@ -30,10 +30,12 @@ class _Form(NamedTuple):
 
 class Prebuilt:
     def __init__(self, statement: UpdateBase):
-        # An INSERT without RETURNING: Core adds one for the new row's key, which nothing here reads.
+        # No implicit RETURNING (Core adds one for a new row's key, which nothing here reads); one the
+        # statement asks for with `returning()` stays.
         self.statement = statement.inline() if isinstance(statement, Insert) else statement
-        # Filled on first use; two threads compiling the same form at once both get a correct one.
-        self._forms: dict[tuple[str, tuple[str, ...]], _Form] = {}
+        # By driver and set of parameter names (not their order, which follows the caller's code path);
+        # filled on first use: two threads compiling the same form at once both get a correct one.
+        self._forms: dict[tuple[str, frozenset[str]], _Form] = {}
 
     def run(self, connection: Connection, parameters: dict | list[dict]) -> CursorResult:
         """Execute with one set of parameters (a dict) or many (a list of dicts with the same keys,
@@ -41,16 +43,16 @@ class Prebuilt:
         many = isinstance(parameters, list)
         first = parameters[0] if many else parameters
         dialect = connection.dialect
-        key = (dialect.name, tuple(first))
+        key = (dialect.dialect_description, frozenset(first))
         form = self._forms.get(key)
         if form is None:
-            form = self._forms[key] = self._compile(dialect, key[1])
+            form = self._forms[key] = self._compile(dialect, sorted(key[1]))
         if many:
             return connection.exec_driver_sql(form.sql, [_convert(form, row) for row in parameters])
         return connection.exec_driver_sql(form.sql, _convert(form, parameters))
 
-    def _compile(self, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
-        compiled = self.statement.compile(dialect=dialect, column_keys=list(keys))
+    def _compile(self, dialect: Dialect, keys: list[str]) -> _Form:
+        compiled = self.statement.compile(dialect=dialect, column_keys=keys)
         defaulted = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
         if defaulted:
             raise ValueError(f"{self.statement}: give {', '.join(defaulted)} (their Python-side defaults "

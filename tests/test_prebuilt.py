@@ -74,6 +74,9 @@ def test_an_update_sets_the_given_columns_and_counts_its_rows(app_ctx):
                                                      "updated_at": MOMENT, "pk": conv_id})
     assert result.rowcount == 1
     assert statement.run(db.session.connection(), {"step": "x", "updated_at": MOMENT, "pk": conv_id + 99}).rowcount == 0
+    # The same columns in another order (it follows the caller's code path) reuse the compiled form.
+    assert statement.run(db.session.connection(), {"pk": conv_id + 99, "updated_at": MOMENT, "step": "y"}).rowcount == 0
+    assert len(statement._forms) == 2
     db.session.commit()
     row = db.session.execute(select(table.c.step, table.c.state, table.c.updated_at).where(table.c.id == conv_id)).one()
     assert tuple(row) == ("ask_username", {"pending": None}, MOMENT)
