@@ -63,15 +63,15 @@ def open_found(inbound: Inbound, conv: Conversation | None, *, deferred: bool = 
     return conv
 
 
-# The conversation's columns, for a query that reads its row with plain SQL (see `adopt`), last.
+# The conversation's columns, for a query that reads its row with plain SQL (see `adopt`).
 COLUMNS = tuple(Conversation.__table__.columns)
 _KEYS = tuple(column.key for column in COLUMNS)
-_FIRST = -len(COLUMNS)
+_ID = _KEYS.index("id")
 _MANAGER = manager_of_class(Conversation)
 
 
-def adopt(row) -> Conversation:
-    """The conversation whose columns `row` ends with (COLUMNS, in order), as a persistent
+def adopt(values) -> Conversation:
+    """The conversation whose column values (COLUMNS, in order) `values` holds, as a persistent
     object of the session, as if the ORM had loaded it; the one the session already holds if it has it.
 
     The webhook reads the conversation with its repeat check in one plain query on every call: building
@@ -79,13 +79,13 @@ def adopt(row) -> Conversation:
     object is exactly what a query returns: its columns loaded and unchanged, its relationships loaded
     on first use."""
     session = db.session()
-    held = session.identity_map.get(session.identity_key(Conversation, row.id))
+    held = session.identity_map.get(session.identity_key(Conversation, values[_ID]))
     if held is not None:
         return held
     # As the ORM's loader does: a new instance without its constructor (which would record each value as
     # a change), the values straight into its dictionary.
     conv = _MANAGER.new_instance()
-    conv.__dict__.update(zip(_KEYS, row[_FIRST:]))
+    conv.__dict__.update(zip(_KEYS, values))
     make_transient_to_detached(conv)  # its values become the loaded state, its key the row's id
     session.add(conv)
     return conv
@@ -255,7 +255,7 @@ def _write_new(session: Session, conv: Conversation, state) -> bool:
         return False  # a relationship set, another new row, or no INSERT ... RETURNING: the flush
     values = {column.key: state.dict[column.key] if column.key in state.dict else _default(column)
               for column in _NEW_COLUMNS}
-    conv_id = _INSERT_NEW.run(session.connection(), values).scalar_one()
+    conv_id = _INSERT_NEW.run(session.connection(), values).row[0]
     conv.__dict__.update(values, id=conv_id)  # what the flush leaves: the defaults and the id loaded
     live.collect(session, conv, is_new=True)
     session.expunge(conv)

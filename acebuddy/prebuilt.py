@@ -5,9 +5,15 @@ execution context, the parameters' processing, the result's set-up) than the dat
 spend running it: about 0.25 M instructions a statement on the webhook's turn, of which the driver's
 own call is a fifth (docs/performance/webhook.md). A `Prebuilt` statement is compiled once per dialect
 and set of parameter names; each call converts the values with the columns' own bind processors (the
-conversion Core applies: dates as SQLite stores them, JSON serialised) and sends the compiled SQL with
-`Connection.exec_driver_sql`, so the connection's transaction, events and logging are those of any
-statement.
+conversion Core applies: dates as SQLite stores them, JSON serialised), sends the compiled SQL on the
+connection's own DBAPI cursor, and converts what a SELECT or RETURNING gives back with the columns'
+result processors, as Core's cached result metadata would.
+
+The statement runs in the connection's transaction (the driver begins it as it does for Core). A driver
+error goes through the connection's own handling: the same `sqlalchemy.exc` exception Core raises
+(IntegrityError for a lost race), a lost connection invalidated. When anyone listens to the engine's
+statement events or logs its SQL (`echo`, a tracer, the tests that count statements), the statement is
+sent with `Connection.exec_driver_sql` instead, so they see it as any other.
 
 For INSERT and UPDATE statements whose parameters name every column they write: a column left to its
 Python-side default (`default=`, `onupdate=`) is refused when the statement is first compiled, since
@@ -17,19 +23,28 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert, UpdateBase
+
+_Processor = Callable[[Any], Any]
 
 
 class _Form(NamedTuple):
     sql: str
     names: tuple[str, ...]  # the parameters, in the SQL's order when the driver's style is positional
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    processors: tuple[_Processor | None, ...]
     positional: bool
+    results: tuple[_Processor | None, ...]  # for the columns a SELECT or RETURNING gives back
+
+
+class Sent(NamedTuple):
+    rowcount: int
+    row: tuple | None  # a RETURNING's row, converted
 
 
 class Prebuilt:
-    def __init__(self, statement: UpdateBase):
+    def __init__(self, statement: UpdateBase | Select):
         # No implicit RETURNING (Core adds one for a new row's key, which nothing here reads); one the
         # statement asks for with `returning()` stays.
         self.statement = statement.inline() if isinstance(statement, Insert) else statement
@@ -37,37 +52,75 @@ class Prebuilt:
         # filled on first use: two threads compiling the same form at once both get a correct one.
         self._forms: dict[tuple[str, frozenset[str]], _Form] = {}
 
-    def run(self, connection: Connection, parameters: dict | list[dict]) -> CursorResult:
-        """Execute with one set of parameters (a dict) or many (a list of dicts with the same keys,
-        sent as the driver's executemany)."""
+    def run(self, connection: Connection, parameters: dict | list[dict]) -> Sent:
+        """Execute an INSERT or UPDATE with one set of parameters (a dict) or many (a list of dicts with
+        the same keys, sent as the driver's executemany)."""
         many = isinstance(parameters, list)
-        first = parameters[0] if many else parameters
-        dialect = connection.dialect
+        form = self._form(connection.dialect, parameters[0] if many else parameters)
+        values = [_convert(form, row) for row in parameters] if many else _convert(form, parameters)
+        return _send(connection, form, values, many)
+
+    def first(self, connection: Connection, parameters: dict) -> tuple | None:
+        """A SELECT's first row, its values converted as Core converts them; None when there is none."""
+        form = self._form(connection.dialect, parameters)
+        return _send(connection, form, _convert(form, parameters), False).row
+
+    def _form(self, dialect: Dialect, first: dict) -> _Form:
         key = (dialect.dialect_description, frozenset(first))
         form = self._forms.get(key)
         if form is None:
             form = self._forms[key] = self._compile(dialect, sorted(key[1]))
-        if many:
-            return connection.exec_driver_sql(form.sql, [_convert(form, row) for row in parameters])
-        return connection.exec_driver_sql(form.sql, _convert(form, parameters))
+        return form
 
     def _compile(self, dialect: Dialect, keys: list[str]) -> _Form:
-        compiled = self.statement.compile(dialect=dialect, column_keys=keys)
+        statement = self.statement
+        compiled = statement.compile(dialect=dialect, column_keys=keys)
         defaulted = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
         if defaulted:
-            raise ValueError(f"{self.statement}: give {', '.join(defaulted)} (their Python-side defaults "
+            raise ValueError(f"{statement}: give {', '.join(defaulted)} (their Python-side defaults "
                              "are computed only by Core's own execution)")
         if compiled.post_compile_params or compiled.literal_execute_params or compiled.escaped_bind_names:
-            raise ValueError(f"{self.statement}: its parameters need Core's own execution")
+            raise ValueError(f"{statement}: its parameters need Core's own execution")
         names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
         if not set(names) <= set(keys):  # a literal's value, say: write it as SQL (literal_column)
-            raise ValueError(f"{self.statement}: no value given for {', '.join(sorted(set(names) - set(keys)))}")
+            raise ValueError(f"{statement}: no value given for {', '.join(sorted(set(names) - set(keys)))}")
         processors = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
                            for name in names)
-        return _Form(compiled.string, names, processors, compiled.positional)
+        # The driver's type code is not passed (None): none of the result processors of the types used
+        # here reads it (a Numeric's would), and tests/test_prebuilt.py compares with Core's rows.
+        results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in statement.exported_columns)
+        return _Form(compiled.string, names, processors, compiled.positional, results)
 
 
 def _convert(form: _Form, row: dict) -> tuple | dict:
     values = [row[name] if process is None else process(row[name])
               for name, process in zip(form.names, form.processors)]
     return tuple(values) if form.positional else dict(zip(form.names, values))
+
+
+def _send(connection: Connection, form: _Form, values, many: bool) -> Sent:
+    # Private attributes of the pinned SQLAlchemy, read as Core reads them before each statement: any
+    # listener to the connection's or engine's events, or SQL logging, gets the statement through Core.
+    if connection._has_events or connection.engine._has_events or connection._echo:
+        result = connection.exec_driver_sql(form.sql, values)
+        row = result.fetchone() if form.results else None
+        return Sent(result.rowcount, None if row is None else _processed(form, row))
+    cursor = connection.connection.cursor()
+    try:
+        if many:
+            cursor.executemany(form.sql, values)
+        else:
+            cursor.execute(form.sql, values)
+        row = cursor.fetchone() if form.results else None
+    except Exception as error:
+        # Core's own handling (private, pinned version): the sqlalchemy.exc wrapper, a lost connection
+        # invalidated, the cursor closed.
+        connection._handle_dbapi_exception(error, form.sql, values, cursor, None)
+    rowcount = cursor.rowcount
+    cursor.close()
+    return Sent(rowcount, None if row is None else _processed(form, row))
+
+
+def _processed(form: _Form, row) -> tuple:
+    return tuple(value if process is None or value is None else process(value)
+                 for value, process in zip(row, form.results))

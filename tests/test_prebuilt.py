@@ -1,12 +1,14 @@
-"""Prebuilt statements (acebuddy/prebuilt.py): the hot path's INSERTs and UPDATEs sent through the driver
-must store exactly what Core's own execution stores, on SQLite and (second pass of .ci/run) PostgreSQL,
-and be seen by the engine's events like any statement."""
+"""Prebuilt statements (acebuddy/prebuilt.py): the hot path's statements sent through the driver must store
+and read exactly what Core's own execution stores and reads, on SQLite and (second pass of .ci/run)
+PostgreSQL, raise Core's exceptions, and be seen by the engine's events when anyone listens."""
 from __future__ import annotations
 
 from datetime import datetime
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select, text, update
+from sqlalchemy import bindparam, event, func, insert, literal_column, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from acebuddy.extensions import db
 from acebuddy.models import Conversation, Message, WebhookDelivery
@@ -96,3 +98,82 @@ def test_a_column_left_to_its_python_default_is_refused(app_ctx):
     with pytest.raises(ValueError, match="no value given for pk"):
         Prebuilt(update(table).where(table.c.id == bindparam("pk"))).run(db.session.connection(),
                                                                          {"step": "x", "updated_at": MOMENT})
+
+
+def _not_through_core(monkeypatch):
+    """Fail if a statement goes through Core's exec_driver_sql (the path taken only for listeners)."""
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("sent through Core, not the driver's cursor")
+
+    monkeypatch.setattr(Connection, "exec_driver_sql", refuse)
+
+
+def test_with_nobody_listening_the_statements_go_straight_to_the_driver(app_ctx, monkeypatch):
+    conv_id = _conversation()
+    _not_through_core(monkeypatch)
+    table = Conversation.__table__
+    statement = Prebuilt(update(table).where(table.c.id == bindparam("pk")))
+    assert statement.run(db.session.connection(), {"step": "a", "updated_at": MOMENT, "pk": conv_id}).rowcount == 1
+    new = Prebuilt(insert(table).returning(table.c.id, table.c.created_at))
+    sent = new.run(db.session.connection(), {
+        "salesiq_id": "r", "open_key": "r", "source": "zobot", "status": "bot", "verification": "none",
+        "verify_failures": 0, "message_count": 0, "data": {}, "state": {}, "last_message_at": MOMENT,
+        "created_at": MOMENT, "updated_at": MOMENT})
+    assert sent.rowcount == 1 and sent.row[0] > conv_id and sent.row[1] == MOMENT  # the date converted back
+    db.session.commit()
+    assert db.session.get(Conversation, sent.row[0]).open_key == "r"
+
+
+def _look_up_statement():
+    table = Conversation.__table__
+    return (select(select(WebhookDelivery.response).where(WebhookDelivery.key == bindparam("key"))
+                   .scalar_subquery().label("answer"), *table.columns)
+            .select_from(select(literal_column("1").label("one")).subquery())
+            .outerjoin(table, table.c.open_key == bindparam("chat")))
+
+
+@pytest.mark.parametrize("listening", [False, True])
+def test_a_select_reads_what_core_reads(app_ctx, monkeypatch, listening):
+    """Dates, JSON, booleans and NULLs converted by the columns' result processors, as Core's result
+    does, whichever way the statement is sent; no row: None."""
+    conv_id = _conversation()
+    conv = db.session.get(Conversation, conv_id)
+    conv.state, conv.data, conv.last_message_at = {"pending": {"kind": "clarify"}, "n": [1, 2]}, {"u": "é"}, MOMENT
+    db.session.add(WebhookDelivery(key="d1", conversation_id=conv_id, response={"replies": ["hi"]},
+                                   created_at=MOMENT))
+    db.session.commit()
+    statement = _look_up_statement()
+    expected = tuple(db.session.connection().execute(statement, {"key": "d1", "chat": "prebuilt"}).one())
+    listener = lambda *_args: None  # noqa: E731
+    if listening:
+        event.listen(db.engine, "before_cursor_execute", listener)
+    else:
+        _not_through_core(monkeypatch)
+    try:
+        read = Prebuilt(statement).first(db.session.connection(), {"key": "d1", "chat": "prebuilt"})
+        missing = Prebuilt(select(Conversation.__table__.c.id).where(Conversation.__table__.c.id == bindparam("pk"))
+                           ).first(db.session.connection(), {"pk": conv_id + 99})
+    finally:
+        if listening:
+            event.remove(db.engine, "before_cursor_execute", listener)
+    assert read == expected
+    assert read[0] == {"replies": ["hi"]} and MOMENT in read and {"u": "é"} in read
+    assert missing is None
+
+
+def test_a_driver_error_is_sqlalchemys_and_the_session_goes_on(app_ctx, monkeypatch):
+    """A lost race on a unique key raises sqlalchemy.exc.IntegrityError, as Core would (the webhook
+    catches that one), and after the rollback the connection serves the next turn."""
+    conv_id = _conversation()
+    _not_through_core(monkeypatch)
+    record = Prebuilt(insert(WebhookDelivery.__table__))
+    row = {"key": "twice", "conversation_id": conv_id, "response": {}, "created_at": MOMENT}
+    record.run(db.session.connection(), row)
+    db.session.commit()
+    with pytest.raises(IntegrityError) as caught:
+        record.run(db.session.connection(), row)
+    assert "INSERT INTO webhook_delivery" in str(caught.value)
+    db.session.rollback()
+    record.run(db.session.connection(), {**row, "key": "after"})
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(WebhookDelivery.__table__)) == 2

@@ -135,7 +135,7 @@ def test_a_conversation_deleted_meanwhile_fails_the_turn_as_the_flush_would(app_
 
 def _read_row(conv_id: int):
     table = Conversation.__table__
-    return db.session.connection().execute(select(*conversations.COLUMNS).where(table.c.id == conv_id)).one()
+    return tuple(db.session.connection().execute(select(*conversations.COLUMNS).where(table.c.id == conv_id)).one())
 
 
 def test_an_adopted_row_is_the_conversation_a_query_loads(app_ctx, updates):

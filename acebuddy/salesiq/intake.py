@@ -13,7 +13,7 @@ import logging
 import time
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, literal, select, update
+from sqlalchemy import bindparam, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock, conversations, notifications
@@ -225,12 +225,13 @@ _RECORD = Prebuilt(insert(WebhookDelivery.__table__))
 _REANSWER = Prebuilt(update(WebhookDelivery.__table__).where(WebhookDelivery.__table__.c.key == bindparam("k"))
                      .values(response=bindparam("answer")))
 # The stored answer and the open conversation's columns (a NULL key matches nothing), as plain SQL:
-_LOOK_UP = (
+_LOOK_UP = Prebuilt(
     select(select(WebhookDelivery.response).where(WebhookDelivery.key == bindparam("key"))
            .scalar_subquery().label("answer"), *conversations.COLUMNS)
-    .select_from(select(literal(1).label("one")).subquery())
+    .select_from(select(literal_column("1").label("one")).subquery())
     .outerjoin(Conversation.__table__, Conversation.__table__.c.open_key == bindparam("chat"))
 )
+_ID = 1 + conversations.COLUMNS.index(Conversation.__table__.c.id)
 
 
 def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None, Conversation | None]:
@@ -242,5 +243,5 @@ def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None
     session = db.session()
     if session.new or session.dirty or session.deleted:
         session.flush()  # what the ORM's autoflush would do before a query
-    row = session.connection().execute(_LOOK_UP, {"key": key, "chat": conversation_key}).one()
-    return row.answer, (conversations.adopt(row) if row.id is not None else None)
+    row = _LOOK_UP.first(session.connection(), {"key": key, "chat": conversation_key})
+    return row[0], (conversations.adopt(row[1:]) if row[_ID] is not None else None)
