@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.instrumentation import manager_of_class
 
@@ -58,7 +58,7 @@ def open_found(inbound: Inbound, conv: Conversation | None, *, deferred: bool = 
         else:
             batch_rows()  # the timeline entry as a plain row (the batch ends with this commit)
             record_event(conv, "opened", f"via {inbound.format}")
-            _commit_keeping_loaded()
+            commit_keeping_loaded()
     _update_visitor(conv, inbound)
     return conv
 
@@ -68,6 +68,7 @@ COLUMNS = tuple(Conversation.__table__.columns)
 _KEYS = tuple(column.key for column in COLUMNS)
 _ID = _KEYS.index("id")
 _MANAGER = manager_of_class(Conversation)
+_MAPPER = _MANAGER.mapper
 
 
 def adopt(values) -> Conversation:
@@ -79,15 +80,21 @@ def adopt(values) -> Conversation:
     object is exactly what a query returns: its columns loaded and unchanged, its relationships loaded
     on first use."""
     session = db.session()
-    held = session.identity_map.get(session.identity_key(Conversation, values[_ID]))
+    key = _MAPPER.identity_key_from_primary_key((values[_ID],))
+    held = session.identity_map.get(key)
     if held is not None:
         return held
-    # As the ORM's loader does: a new instance without its constructor (which would record each value as
-    # a change), the values straight into its dictionary.
+    # As the ORM's loader does (private steps of the pinned SQLAlchemy; tests/test_write_changes.py
+    # compares the result with a loaded object): a new instance without its constructor (which would
+    # record each value as a change), the values straight into its dictionary, the row's identity, and
+    # the object put in the session's identity map. Not `make_transient_to_detached` and `Session.add`:
+    # they walk the mapper's 32 properties for changes to commit and related objects to cascade to, of
+    # which a fresh object has none, for 0.1 M instructions a turn.
     conv = _MANAGER.new_instance()
     conv.__dict__.update(zip(_KEYS, values))
-    make_transient_to_detached(conv)  # its values become the loaded state, its key the row's id
-    session.add(conv)
+    state = instance_state(conv)
+    state.key = key
+    session._update_impl(state)
     return conv
 
 
@@ -98,9 +105,9 @@ def saved_id(conv: Conversation) -> int:
     return conv.id
 
 
-def _commit_keeping_loaded() -> None:
-    """Commit without expiring what the session holds: the new row is exactly what was just written,
-    and reading it back would cost the turn a query."""
+def commit_keeping_loaded() -> None:
+    """Commit without expiring what the session holds: what it holds is exactly what was just written,
+    and reading it back would cost a query (expiring it all costs a webhook turn 0.1 M instructions)."""
     session = db.session()
     expire, session.expire_on_commit = session.expire_on_commit, False
     try:

@@ -73,7 +73,9 @@ def _commit_turn(conv: Conversation | None, key: str | None, body: dict) -> None
     if key:
         _RECORD.run(db.session.connection(), {"key": key, "conversation_id": conv.id if conv else None,
                                               "response": body, "created_at": clock.now()})
-    db.session.commit()
+    # Nothing after the commit reads the turn's objects back but the ticket wait, which rolls back
+    # (and so expires them) before each read.
+    conversations.commit_keeping_loaded()
 
 
 def _with_line(body: dict, line: str) -> dict:
