@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert, UpdateBase
@@ -32,9 +33,9 @@ _Processor = Callable[[Any], Any]
 
 class _Form(NamedTuple):
     sql: str
-    names: tuple[str, ...]  # the parameters, in the SQL's order when the driver's style is positional
+    slots: tuple[tuple[int, str], ...]  # each parameter (in the SQL's order): its row and its name there
     processors: tuple[_Processor | None, ...]
-    positional: bool
+    names: tuple[str, ...] | None  # the driver's parameter names; None when its style is positional
     results: tuple[_Processor | None, ...]  # for the columns a SELECT or RETURNING gives back
 
 
@@ -43,38 +44,57 @@ class Sent(NamedTuple):
     row: tuple | None  # a RETURNING's row, converted
 
 
+# Rows of one multi-row INSERT: a longer list goes in several (one compiled form per row count).
+MAX_ROWS = 16
+
+
 class Prebuilt:
     def __init__(self, statement: UpdateBase | Select):
         # No implicit RETURNING (Core adds one for a new row's key, which nothing here reads); one the
         # statement asks for with `returning()` stays.
         self.statement = statement.inline() if isinstance(statement, Insert) else statement
-        # By driver and set of parameter names (not their order, which follows the caller's code path);
-        # filled on first use: two threads compiling the same form at once both get a correct one.
-        self._forms: dict[tuple[str, frozenset[str]], _Form] = {}
+        # By driver, set of parameter names (not their order, which follows the caller's code path) and
+        # number of rows; filled on first use: two threads compiling the same form at once both get a
+        # correct one.
+        self._forms: dict[tuple[str, frozenset[str], int], _Form] = {}
 
     def run(self, connection: Connection, parameters: dict | list[dict]) -> Sent:
-        """Execute an INSERT or UPDATE with one set of parameters (a dict) or many (a list of dicts with
-        the same keys, sent as the driver's executemany)."""
-        many = isinstance(parameters, list)
-        form = self._form(connection.dialect, parameters[0] if many else parameters)
-        values = [_convert(form, row) for row in parameters] if many else _convert(form, parameters)
-        return _send(connection, form, values, many)
+        """Execute an INSERT or UPDATE with one set of parameters (a dict), or an INSERT of several rows (a
+        list of dicts with the same keys) as one multi-row INSERT: one statement, where the driver's
+        executemany is one per row (psycopg sends those in pipeline mode: several more round trips)."""
+        if not isinstance(parameters, list):
+            return _send(connection, self._form(connection.dialect, parameters, 1), [parameters])
+        if not isinstance(self.statement, Insert):
+            raise TypeError("several rows: an INSERT only")
+        rowcount = 0
+        for start in range(0, len(parameters), MAX_ROWS):
+            rows = parameters[start:start + MAX_ROWS]
+            rowcount += _send(connection, self._form(connection.dialect, rows[0], len(rows)), rows).rowcount
+        return Sent(rowcount, None)
 
     def first(self, connection: Connection, parameters: dict) -> tuple | None:
         """A SELECT's first row, its values converted as Core converts them; None when there is none."""
-        form = self._form(connection.dialect, parameters)
-        return _send(connection, form, _convert(form, parameters), False).row
+        return _send(connection, self._form(connection.dialect, parameters, 1), [parameters]).row
 
-    def _form(self, dialect: Dialect, first: dict) -> _Form:
-        key = (dialect.dialect_description, frozenset(first))
+    def _form(self, dialect: Dialect, first: dict, rows: int) -> _Form:
+        key = (dialect.dialect_description, frozenset(first), rows)
         form = self._forms.get(key)
         if form is None:
-            form = self._forms[key] = self._compile(dialect, sorted(key[1]))
+            if rows > 1:
+                self._form(dialect, first, 1)  # checked as a single row first (the defaults)
+            form = self._forms[key] = self._compile(dialect, sorted(key[1]), rows)
         return form
 
-    def _compile(self, dialect: Dialect, keys: list[str]) -> _Form:
+    def _compile(self, dialect: Dialect, keys: list[str], rows: int) -> _Form:
         statement = self.statement
-        compiled = statement.compile(dialect=dialect, column_keys=keys)
+        if rows == 1:
+            compiled = statement.compile(dialect=dialect, column_keys=keys)
+            slot_of = {key: (0, key) for key in keys}
+        else:
+            columns = statement.table.c
+            slot_of = {f"{key}__{n}": (n, key) for n in range(rows) for key in keys}
+            compiled = statement.values([{key: bindparam(f"{key}__{n}", type_=columns[key].type) for key in keys}
+                                         for n in range(rows)]).compile(dialect=dialect)
         defaulted = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
         if defaulted:
             raise ValueError(f"{statement}: give {', '.join(defaulted)} (their Python-side defaults "
@@ -82,23 +102,25 @@ class Prebuilt:
         if compiled.post_compile_params or compiled.literal_execute_params or compiled.escaped_bind_names:
             raise ValueError(f"{statement}: its parameters need Core's own execution")
         names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
-        if not set(names) <= set(keys):  # a literal's value, say: write it as SQL (literal_column)
-            raise ValueError(f"{statement}: no value given for {', '.join(sorted(set(names) - set(keys)))}")
+        if not set(names) <= slot_of.keys():  # a literal's value, say: write it as SQL (literal_column)
+            raise ValueError(f"{statement}: no value given for {', '.join(sorted(set(names) - slot_of.keys()))}")
         processors = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
                            for name in names)
         # The driver's type code is not passed (None): none of the result processors of the types used
         # here reads it (a Numeric's would), and tests/test_prebuilt.py compares with Core's rows.
         results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in statement.exported_columns)
-        return _Form(compiled.string, names, processors, compiled.positional, results)
+        return _Form(compiled.string, tuple(slot_of[name] for name in names), processors,
+                     None if compiled.positional else names, results)
 
 
-def _convert(form: _Form, row: dict) -> tuple | dict:
-    values = [row[name] if process is None else process(row[name])
-              for name, process in zip(form.names, form.processors)]
-    return tuple(values) if form.positional else dict(zip(form.names, values))
+def _convert(form: _Form, rows: list[dict]) -> tuple | dict:
+    values = [rows[n][name] if process is None else process(rows[n][name])
+              for (n, name), process in zip(form.slots, form.processors)]
+    return tuple(values) if form.names is None else dict(zip(form.names, values))
 
 
-def _send(connection: Connection, form: _Form, values, many: bool) -> Sent:
+def _send(connection: Connection, form: _Form, rows: list[dict]) -> Sent:
+    values = _convert(form, rows)
     # Private attributes of the pinned SQLAlchemy, read as Core reads them before each statement: any
     # listener to the connection's or engine's events, or SQL logging, gets the statement through Core.
     if connection._has_events or connection.engine._has_events or connection._echo:
@@ -107,10 +129,7 @@ def _send(connection: Connection, form: _Form, values, many: bool) -> Sent:
         return Sent(result.rowcount, None if row is None else _processed(form, row))
     cursor = connection.connection.cursor()
     try:
-        if many:
-            cursor.executemany(form.sql, values)
-        else:
-            cursor.execute(form.sql, values)
+        cursor.execute(form.sql, values)
         row = cursor.fetchone() if form.results else None
     except Exception as error:
         # Core's own handling (private, pinned version): the sqlalchemy.exc wrapper, a lost connection

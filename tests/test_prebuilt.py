@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from acebuddy.extensions import db
 from acebuddy.models import Conversation, Message, WebhookDelivery
-from acebuddy.prebuilt import Prebuilt
+from acebuddy.prebuilt import MAX_ROWS, Prebuilt
 
 MOMENT = datetime(2026, 12, 2, 9, 30, 15, 123456)
 
@@ -45,27 +45,45 @@ def test_an_insert_stores_what_core_stores(app_ctx):
     assert tuple(read) == (answer, MOMENT)
 
 
-def test_many_rows_go_in_one_executemany_seen_by_the_engine_events(app_ctx):
+def test_many_rows_go_in_one_multi_row_insert_seen_by_the_engine_events(app_ctx):
     conv_id = _conversation()
     seen = []
 
     def record(_conn, _cursor, statement, params, _context, many):
-        seen.append((statement, many, len(params) if many else 1))
+        seen.append((statement, many))
 
     event.listen(db.engine, "before_cursor_execute", record)
     try:
         rows = [{"conversation_id": conv_id, "role": role, "text": f"line {n}", "masked": n == 1, "created_at": MOMENT}
                 for n, role in enumerate(["customer", "bot", "bot"])]
-        Prebuilt(insert(Message.__table__)).run(db.session.connection(), rows)
+        assert Prebuilt(insert(Message.__table__)).run(db.session.connection(), rows).rowcount == 3
         db.session.commit()
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     inserts = [s for s in seen if s[0].startswith("INSERT INTO message")]
-    assert [(many, count) for _, many, count in inserts] == [(True, 3)]
-    assert "RETURNING" not in inserts[0][0]
+    assert len(inserts) == 1 and inserts[0][1] is False
+    assert inserts[0][0].count("), (") == 2 and "RETURNING" not in inserts[0][0]
     stored = db.session.execute(select(Message.role, Message.text, Message.masked, Message.created_at)
                                 .where(Message.conversation_id == conv_id).order_by(Message.id)).all()
     assert [tuple(r) for r in stored] == [(r["role"], r["text"], r["masked"], MOMENT) for r in rows]
+
+
+def test_a_long_list_of_rows_goes_in_several_inserts_in_order(app_ctx, monkeypatch):
+    """More rows than one statement takes (MAX_ROWS): several multi-row INSERTs, every row stored
+    once and in order, with the same values Core stores."""
+    conv_id = _conversation()
+    _not_through_core(monkeypatch)
+    rows = [{"conversation_id": conv_id, "role": "bot", "text": f"line {n} é", "masked": n % 2 == 0,
+             "created_at": MOMENT} for n in range(2 * MAX_ROWS + 3)]
+    assert Prebuilt(insert(Message.__table__)).run(db.session.connection(), rows).rowcount == len(rows)
+    db.session.connection().execute(insert(Message.__table__), [{**rows[0], "text": "core"}])
+    db.session.commit()
+    stored = db.session.execute(select(Message.id, Message.text, Message.masked, Message.created_at)
+                                .where(Message.conversation_id == conv_id).order_by(Message.id)).all()
+    assert [(r.text, r.masked, r.created_at) for r in stored[:-1]] == [(r["text"], r["masked"], MOMENT) for r in rows]
+    table = Message.__table__
+    assert _stored(table, "created_at", stored[0].id) == _stored(table, "created_at", stored[-1].id)
+    assert _stored(table, "masked", stored[0].id) == _stored(table, "masked", stored[-1].id)
 
 
 def test_an_update_sets_the_given_columns_and_counts_its_rows(app_ctx):
