@@ -41,7 +41,7 @@ def process(inbound: Inbound, *, retried: bool = False) -> dict:
         wait = turn.ticket is not None and _reply_wait() > 0
         if turn.ticket is not None and not wait:
             body = _with_line(body, _filing_line(conv))
-        _commit_turn(conv, key, body)
+        _commit_turn(conv, key, body, keep_loaded=not wait)
     except IntegrityError:
         # Nothing of this attempt's turn was kept. Either the same delivery was answered meanwhile (its
         # record won the unique key): give its answer; or another message of a new chat opened its
@@ -64,7 +64,7 @@ def process(inbound: Inbound, *, retried: bool = False) -> dict:
     return body
 
 
-def _commit_turn(conv: Conversation | None, key: str | None, body: dict) -> None:
+def _commit_turn(conv: Conversation | None, key: str | None, body: dict, *, keep_loaded: bool) -> None:
     """Write the turn and, last, its delivery record with the answer, and commit. The conversation's
     change goes as one plain UPDATE when it is all the turn changed (conversations.write_changes);
     otherwise (a ticket filed, a customer verified) the ORM's flush writes everything."""
@@ -73,9 +73,12 @@ def _commit_turn(conv: Conversation | None, key: str | None, body: dict) -> None
     if key:
         _RECORD.run(db.session.connection(), {"key": key, "conversation_id": conv.id if conv else None,
                                               "response": body, "created_at": clock.now()})
-    # Nothing after the commit reads the turn's objects back but the ticket wait, which rolls back
-    # (and so expires them) before each read.
-    conversations.commit_keeping_loaded()
+    if keep_loaded:
+        # Nothing reads the turn's objects after this commit (the request ends): expiring them all would
+        # only cost time. The ticket wait reads the ticket and the conversation afresh, so it expires.
+        conversations.commit_keeping_loaded()
+    else:
+        db.session.commit()
 
 
 def _with_line(body: dict, line: str) -> dict:
