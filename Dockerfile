@@ -13,8 +13,14 @@ FROM python:3.11-slim AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements.txt requirements-build.txt /tmp/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -r /tmp/requirements.txt
+# The compiled speedups (acebuddy/speedups.py) for this image's Python; the runtime stage takes them.
+WORKDIR /src
+RUN pip install --no-cache-dir --no-index --find-links /wheels -r /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements-build.txt
+COPY acebuddy/ acebuddy/
+RUN python -m acebuddy.speedups build
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -30,6 +36,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 # writable by the unprivileged user the processes run as.
 RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin acebuddy
 COPY . .
+COPY --from=build /src/build/speedups build/speedups
 RUN mkdir -p /app/instance && chown acebuddy:acebuddy /app/instance
 USER acebuddy
 

@@ -118,3 +118,26 @@ def request_tickets(app, n: int = 1, workflow: str = "printer_issue") -> list[in
             requests.append(tickets.request_ticket(conv, WORKFLOWS[workflow]))
         db.session.commit()  # the requests get their ids here, with the turn's one flush
         return [request.id for request in requests]
+
+
+def pure_module(name: str):
+    """A fresh copy of module `name` run from its source, also where the process runs it compiled
+    (acebuddy/speedups.py): for tests that replace a module's internals, which compiled code does not
+    look up when it runs. Not left in sys.modules."""
+    import importlib.util
+    import sys
+
+    from acebuddy import speedups
+
+    spec = importlib.util.spec_from_file_location(name, speedups.source(name))
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get(name)
+    sys.modules[name] = module  # while it runs: dataclasses look their module up by name
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = saved
+    return module

@@ -13,6 +13,8 @@ import pytest
 from acebuddy.bot import intents
 from acebuddy.bot.intents import ALL_INTENTS, WORKFLOW_INTENTS, Classification, classify
 
+from tests.helpers import pure_module
+
 REPO = Path(__file__).resolve().parent.parent
 DEV_SET = Path(os.environ.get("INTENTS_DEV_SET") or REPO / "tests" / "data" / "intents-dev.jsonl")
 HELDOUT_SET = REPO / "bench" / "intents_heldout.jsonl"
@@ -232,7 +234,8 @@ def test_classification_is_deterministic():
 
 
 def test_concurrent_first_use_builds_one_model(monkeypatch):
-    monkeypatch.setattr(intents, "_model_instance", None)
+    intents = pure_module("acebuddy.bot.intents")  # its internals replaced below
+    classify = intents.classify
     built = []
     original = intents._Model.build
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,7 +31,8 @@ WORKFLOW_INTENTS: tuple[str, ...] = (
 )
 ALL_INTENTS: tuple[str, ...] = WORKFLOW_INTENTS + ("human_agent", "knowledge", "smalltalk")
 
-DATA_DIR = Path(__file__).with_name("intent_data")
+# Beside the package's sources (this module's own file is elsewhere when it runs compiled: speedups.py).
+DATA_DIR = Path(sys.modules["acebuddy.bot"].__file__ or __file__).with_name("intent_data")
 
 # The main problem is stated early; a pasted log or a whole e-mail thread adds nothing but time.
 MAX_CHARS = 800
@@ -57,8 +59,8 @@ class Classification:
     alternatives: tuple[tuple[str, float], ...] = ()  # next best labels with their probabilities
 
 
-def classify(text: str) -> Classification:
-    """The intent of one customer message. Never raises on any string."""
+def classify(text: object) -> Classification:
+    """The intent of one customer message. Never raises, whatever it is given (not text: small talk)."""
     return _model().classify(text)
 
 
@@ -422,7 +424,7 @@ class _Model:
             return None
         return _softmax(_scores(ones, weighted, self.weights, self.bias))
 
-    def classify(self, text: str) -> Classification:
+    def classify(self, text: object) -> Classification:
         probs = self.probabilities(text) if isinstance(text, str) and text.strip() else None
         if probs is None:  # nothing to go on: small talk, with a confidence no threshold should accept
             return Classification("smalltalk", NO_EVIDENCE_CONFIDENCE)
@@ -467,7 +469,7 @@ _SIGN_OFFS = ("thanks", "thank you", "please", "pls", "asap", "thx", "thanks in 
 
 def _augment(examples: list[tuple[str, str]], rng: random.Random) -> list[tuple[tuple[str, ...], str]]:
     """Greetings and sign-offs around real requests, so that "hi" alone means small talk."""
-    extra = []
+    extra: list[tuple[tuple[str, ...], str]] = []
     for text, label in examples:
         if label == "smalltalk":
             continue

@@ -4,6 +4,10 @@ an in-memory index per process (`search`, built on `index`, `query`, `text`, `ma
 `acebuddy.knowledge.search` is the module (`search.search`, `search.best_answer`,
 `search.ANSWER_THRESHOLD`); the names below are re-exported for convenience.
 """
+from .. import speedups
+
+speedups.use(__name__, __path__)  # before any submodule is imported
+
 from .importer import ArticleFormatError, ImportResult, ParsedArticle, import_directory, parse_article
 from .search import ANSWER_THRESHOLD, Hit, best_answer, invalidate, warm
 

@@ -115,7 +115,7 @@ class Index:
         avg = {f: (sum(lengths[f] for lengths in field_lengths) / n if n else 0.0) or 1.0 for f in FIELDS}
         df: dict[str, int] = {}
         for counts in field_counts:
-            seen = set()
+            seen: set[str] = set()
             for per_field in counts.values():
                 seen.update(per_field)
             for term in seen:
@@ -133,13 +133,13 @@ class Index:
                 norm = FIELD_WEIGHTS[f] / (1 - FIELD_B[f] + FIELD_B[f] * lengths[f] / avg[f])
                 for term, tf in per_field.items():
                     pseudo[term] = get(term, 0.0) + tf * norm
-            for term, tf in pseudo.items():
+            for term, weighted_tf in pseudo.items():
                 docs = doc_lists.get(term)
                 if docs is None:
                     docs = doc_lists[term] = []
                     weight_lists[term] = []
                 docs.append(doc_id)
-                weight_lists[term].append(idf[term] * tf * (k1 + 1) / (k1 + tf))
+                weight_lists[term].append(idf[term] * weighted_tf * (k1 + 1) / (k1 + weighted_tf))
         self.postings = {t: (array("i", d), array("f", weight_lists[t])) for t, d in doc_lists.items()}
         self.champions: dict[str, tuple[array, array]] = {}
         for term, docs in doc_lists.items():

@@ -121,8 +121,9 @@ class Vocabulary:
             if token.isalpha() and len(token) > 5:
                 for prefix in _PREFIXES:  # overcharged -> charged, misaligned -> aligned
                     rest = token[len(prefix):]
-                    if token.startswith(prefix) and len(rest) >= 4 and self._known(rest):
-                        base = term = self._known(rest)
+                    known = self._known(rest) if token.startswith(prefix) and len(rest) >= 4 else None
+                    if known:
+                        base = term = known
                         break
             for syn, w in text.SYNONYMS.get(base, ()):
                 if syn in self.df and w > alts.get(syn, 0.0):
