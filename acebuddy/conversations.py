@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import MANYTOONE, ONETOMANY, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from . import clock, live
 from .extensions import db
-from .models import BOT, CLOSED, Conversation, ConversationEvent, Message
+from .models import BOT, CLOSED, Conversation, ConversationEvent, Message, TicketRequest
 from .prebuilt import Prebuilt
 from .salesiq.payload import Inbound
 
@@ -214,33 +214,82 @@ def _end_batch(session: Session) -> None:
 # compiled form per set of columns, cached by the engine).
 _UPDATE = Prebuilt(update(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("conversation_pk")))
 _COLUMN_KEYS = frozenset(_KEYS)
-# A new chat's conversation: every column but the id, which the database gives.
-_INSERT_NEW = Prebuilt(insert(Conversation.__table__).returning(Conversation.__table__.c.id))
-_NEW_COLUMNS = tuple(c for c in COLUMNS if not c.primary_key)
-_RELATIONSHIPS = frozenset(inspect(Conversation).relationships.keys())
+
+
+class _NewRow:
+    """A pending object of one mapped class written as one prebuilt `INSERT ... RETURNING` its key, with
+    its columns' Python-side defaults and the foreign keys of its many-to-one relationships, as the
+    flush would, then made persistent with the key the database gave it."""
+
+    def __init__(self, model):
+        mapper = inspect(model)
+        table = model.__table__
+        (self.key,) = table.primary_key.columns
+        self.columns = tuple(c for c in table.columns if not c.primary_key)
+        self.insert = Prebuilt(insert(table).returning(self.key))
+        # relationship -> (our column, the parent's attribute) pairs; any other relationship set: the flush
+        self.parents = {r.key: tuple((local.key, r.mapper.get_property_by_column(remote).key)
+                                     for local, remote in r.local_remote_pairs)
+                        for r in mapper.relationships if r.direction is MANYTOONE}
+        self.others = frozenset(r.key for r in mapper.relationships if r.direction is not MANYTOONE)
+
+    def ready(self, state) -> bool:
+        if not state.pending or state.dict.get(self.key.key) is not None or not self.others.isdisjoint(state.dict):
+            return False
+        for name, pairs in self.parents.items():
+            parent = state.dict.get(name)
+            if parent is not None and (inspect(parent).key is None
+                                       or not all(remote in inspect(parent).dict for _, remote in pairs)):
+                return False  # a parent not yet written (or its key expired): the flush orders them
+        return True
+
+    def write(self, session: Session, obj, state) -> None:
+        values = {c.key: state.dict[c.key] if c.key in state.dict else _default(c) for c in self.columns}
+        for name, pairs in self.parents.items():
+            parent = state.dict.get(name)
+            if parent is not None:
+                loaded = inspect(parent).dict
+                values.update((local, loaded[remote]) for local, remote in pairs)
+        new_key = self.insert.run(session.connection(), values).row[0]
+        obj.__dict__.update(values, **{self.key.key: new_key})  # what the flush leaves: defaults and key loaded
+        live.collect(session, obj, is_new=True)
+        session.expunge(obj)
+        make_transient_to_detached(obj)  # its values become the loaded state, its key the new one
+        session.add(obj)
+
+
+# The objects a webhook turn creates: a new chat's conversation, and the ticket request of a finished workflow.
+_NEW = {Conversation: _NewRow(Conversation), TicketRequest: _NewRow(TicketRequest)}
 
 
 def write_changes(conv: Conversation) -> bool:
     """Write what a turn changed on its conversation as one plain UPDATE (or, for a new chat, its one
-    INSERT), when that and the batched rows are all the session holds; False, having written nothing,
-    when anything else is pending, and the caller's flush writes it all.
+    INSERT), and the ticket request it filed as one INSERT, when those and the batched rows are all the
+    session holds; False, having written nothing, when anything else is pending, and the caller's
+    flush writes it all.
 
     The webhook's hot path (docs/performance/webhook.md): the ORM's unit of work costs several times
-    the statement it sends. The conversation is then marked written, as a flush would leave it, and its
-    live notice noted while its attribute history still says what changed."""
+    the statements it sends. The objects are then marked written, as a flush would leave them, and the
+    live notice noted while their attribute history still says what changed."""
     session = db.session()
     if session.deleted or session.in_nested_transaction():
         return False
     state = inspect(conv)  # its key, not `conv.id`: reading an expired attribute would autoflush
     if state.key is None:
         return _write_new(session, conv, state)
-    if session.new or any(obj is not conv for obj in session.dirty):
+    if any(obj is not conv for obj in session.dirty):
         return False
-    conv_id = state.identity[0]
-    changes = {key: state.dict[key] for key in state.committed_state}
-    if not changes.keys() <= _COLUMN_KEYS:  # a relationship set: the flush derives its foreign key
+    new = [(obj, inspect(obj)) for obj in session.new]
+    if new and (not session.connection().dialect.insert_returning
+                or not all(type(obj) in _NEW and _NEW[type(obj)].ready(obj_state) for obj, obj_state in new)):
         return False
+    changes = {key: state.dict[key] for key in state.committed_state if key in _COLUMN_KEYS}
+    if not _only_new_children(state, {id(obj) for obj, _ in new}):
+        return False  # a relationship set: the flush derives its foreign key
     _insert_batch(session)  # the turn's lines first, as a flush writes them
+    for obj, obj_state in new:
+        _NEW[type(obj)].write(session, obj, obj_state)
+    conv_id = state.identity[0]
     if changes:
         changes["updated_at"] = state.dict["updated_at"] = clock.now()  # the column's onupdate
         result = _UPDATE.run(session.connection(), {**changes, "conversation_pk": conv_id})
@@ -249,25 +298,36 @@ def write_changes(conv: Conversation) -> bool:
         with session.no_autoflush:  # an expired id is read back, not flushed through the ORM
             live.collect(session, conv)
     # SQLAlchemy's own post-flush step (a private method of the pinned version: tests/test_write_changes.py
-    # shows the commit that follows writes nothing more).
+    # shows the commit that follows writes nothing more). It also drops a not-loaded collection's record
+    # of the new children appended to it, which the next load reads from the database.
     state._commit_all(state.dict, session.identity_map)
     return True
 
 
+def _only_new_children(state, new_ids: set[int]) -> bool:
+    """Whether the conversation's changes other than its columns are only a not-loaded collection that
+    new children (written here, their parent set to it) were appended to."""
+    for key in state.committed_state:
+        if key in _COLUMN_KEYS:
+            continue
+        if key not in _CHILD_COLLECTIONS or key in state.dict:
+            return False
+        # Appending to a collection that is not loaded records the children until the next flush.
+        pending = state._pending_mutations.get(key)  # private, pinned version (tests/test_write_changes.py)
+        if pending is None or pending.deleted_items or not all(id(obj) in new_ids for obj in pending.added_items):
+            return False
+    return True
+
+
+_CHILD_COLLECTIONS = frozenset(r.key for r in inspect(Conversation).relationships if r.direction is ONETOMANY)
+
+
 def _write_new(session: Session, conv: Conversation, state) -> bool:
-    """A new chat's conversation (open_found's `deferred`) inserted with its columns' Python-side
-    defaults, as the flush would, then made persistent with the id the database gave it."""
-    if (not state.pending or len(session.new) != 1 or session.dirty or not _RELATIONSHIPS.isdisjoint(state.dict)
-            or state.dict.get("id") is not None or not session.connection().dialect.insert_returning):
+    """A new chat's conversation (open_found's `deferred`) inserted as its only new object."""
+    if (len(session.new) != 1 or session.dirty or not _NEW[Conversation].ready(state)
+            or not session.connection().dialect.insert_returning):
         return False  # a relationship set, another new row, or no INSERT ... RETURNING: the flush
-    values = {column.key: state.dict[column.key] if column.key in state.dict else _default(column)
-              for column in _NEW_COLUMNS}
-    conv_id = _INSERT_NEW.run(session.connection(), values).row[0]
-    conv.__dict__.update(values, id=conv_id)  # what the flush leaves: the defaults and the id loaded
-    live.collect(session, conv, is_new=True)
-    session.expunge(conv)
-    make_transient_to_detached(conv)  # its values become the loaded state, its key the new id
-    session.add(conv)
+    _NEW[Conversation].write(session, conv, state)
     _insert_batch(session)  # its lines and timeline entries, now that it has an id
     return True
 
@@ -280,7 +340,7 @@ def _default(column):
         return default.arg(None)  # Core wraps a callable default to take an execution context
     if default.is_scalar:
         return default.arg
-    raise ValueError(f"conversation.{column.key}: a SQL default needs the ORM's flush")
+    raise ValueError(f"{column}: a SQL default needs the ORM's flush")
 
 
 def add_message(conv: Conversation, role: str, text: str, *, masked: bool = False) -> Message | None:

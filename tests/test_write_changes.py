@@ -13,7 +13,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from acebuddy import clock, conversations
 from acebuddy.extensions import db
-from acebuddy.models import ESCALATED, Conversation, Customer, Message
+from acebuddy.models import ESCALATED, Conversation, Customer, Message, TicketRequest
 from tests.test_batch_rows import _lines, _stored_conversation
 from tests.test_live import Listener, commit_and_hear
 
@@ -234,3 +234,72 @@ def test_a_new_conversation_that_lost_its_chat_key_fails_as_the_flush_would(app_
         conversations.write_changes(conv)
     db.session.rollback()
     assert db.session.scalar(select(func.count(Conversation.id)).where(Conversation.salesiq_id == "new-raced")) == 1
+
+
+def _filed_request(conv: Conversation, ref: str) -> TicketRequest:
+    """What a finished workflow's turn adds (tickets.request_ticket): a new ticket request whose parent
+    is the conversation, its `ticket_requests` not loaded."""
+    request = TicketRequest(ref=ref, conversation=conv, workflow="password_reset", subject="Password reset - Ann",
+                            description="<p>d</p>", priority="High", due_at=clock.now() + timedelta(hours=2),
+                            contact_name="Ann")
+    db.session.add(request)
+    conv.priority, conv.step = "High", None
+    conversations.record_event(conv, "ticket_requested", f"{ref} password_reset Open")
+    return request
+
+
+def test_a_filed_ticket_request_goes_in_as_one_insert_with_what_a_flush_writes(app_ctx):
+    statements = []
+
+    def record(_conn, _cursor, statement, _params, _context, _many):
+        statements.append(statement.split("(")[0].strip().split(" SET ")[0])
+
+    flushed_conv = _stored_conversation("ticket-flushed")
+    conversations.batch_rows()
+    flushed = _filed_request(flushed_conv, "AB-FLUSHED")
+    db.session.flush()  # the ORM's own INSERT, to compare with
+    db.session.commit()
+    conv = _stored_conversation("ticket-written")
+    db.session.refresh(conv)  # loaded, as the webhook's look-up leaves it
+    listener = Listener(app_ctx)
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        conversations.batch_rows()
+        request = _filed_request(conv, "AB-WRITTEN")
+        assert "ticket_requests" not in conv.__dict__
+        assert conversations.write_changes(conv) is True
+        state = inspect(request)
+        assert state.persistent and request.id is not None and not state.committed_state
+        conv_id = conv.id
+        assert commit_and_hear(listener) == [{"c": [conv_id], "e": [], "q": []}]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+        listener.close()
+    assert statements == ["INSERT INTO conversation_event", "INSERT INTO ticket_request", "UPDATE conversation"]
+    table = TicketRequest.__table__
+    written, ordinary = (dict(db.session.execute(select(table).where(table.c.id == r.id)).mappings().one())
+                         for r in (request, flushed))
+    assert {key for key in written if written[key] != ordinary[key]} == {
+        "id", "ref", "conversation_id", "due_at", "created_at", "updated_at"}
+    assert written["conversation_id"] == conv.id and written["state"] == "pending" and written["attempts"] == 0
+    assert _row(conv.id)["priority"] == "High"
+    db.session.expire_all()
+    assert [r.ref for r in conv.ticket_requests] == ["AB-WRITTEN"]  # the collection reads it from the database
+    assert conv.latest_ticket is request
+
+
+def test_a_ticket_request_beside_a_loaded_collection_or_other_rows_is_left_to_the_flush(app_ctx):
+    conv = _stored_conversation("ticket-loaded")
+    assert conv.ticket_requests == []  # loaded: the flush keeps it in step
+    request = _filed_request(conv, "AB-LOADED")
+    assert conversations.write_changes(conv) is False
+    assert inspect(request).pending
+    db.session.commit()
+    assert [r.ref for r in conv.ticket_requests] == ["AB-LOADED"]
+
+    other = _stored_conversation("ticket-other")
+    _filed_request(other, "AB-OTHER")
+    db.session.add(Customer(username="ticket.other", email="to@example.com", name="T O"))
+    assert conversations.write_changes(other) is False  # a new row of another kind
+    db.session.commit()
+    assert db.session.scalar(select(func.count(TicketRequest.id)).where(TicketRequest.ref == "AB-OTHER")) == 1
