@@ -141,3 +141,18 @@ def pure_module(name: str):
         else:
             sys.modules[name] = saved
     return module
+
+
+def corpus_sources(folder: str, index_module) -> list:
+    """The Markdown articles of `folder` as `index_module.Source`s, for an index built without a database."""
+    import os
+
+    from acebuddy.knowledge.importer import parse_article
+
+    sources = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".md"):
+            with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                a = parse_article(fh.read(), name)
+            sources.append(index_module.Source(a.slug, a.title, a.category, tuple(a.tags), a.body))
+    return sources

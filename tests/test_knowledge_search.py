@@ -12,7 +12,7 @@ from acebuddy.knowledge.search import search
 from acebuddy.knowledge.markdown import blocks, clean_inline
 from acebuddy.knowledge.text import stem, words
 from acebuddy.models import Article
-from tests.helpers import pure_module
+from tests.helpers import corpus_sources, pure_module
 
 DEMO_KB = os.path.join(os.path.dirname(os.path.dirname(__file__)), "acebuddy", "demo_data", "kb")
 CORPUS = os.environ.get("KB_CORPUS") or os.path.join(os.path.dirname(__file__), "data", "kb-corpus")
@@ -271,17 +271,8 @@ def test_pruned_re_ranking_gives_the_results_of_scoring_every_candidate(monkeypa
     every result, score, confidence, extract and feature must be what scoring them all gives."""
     if not os.path.isdir(CORPUS):
         pytest.skip(f"the sample knowledge corpus is not at {CORPUS} (set KB_CORPUS to its folder)")
-    from acebuddy.knowledge.importer import parse_article
-
     index_module = pure_module("acebuddy.knowledge.index")  # its internals replaced below
-
-    sources = []
-    for name in sorted(os.listdir(CORPUS)):
-        if name.endswith(".md"):
-            with open(os.path.join(CORPUS, name), encoding="utf-8") as fh:
-                a = parse_article(fh.read(), name)
-            sources.append(index_module.Source(a.slug, a.title, a.category, tuple(a.tags), a.body))
-    index = index_module.Index(sources)
+    index = index_module.Index(corpus_sources(CORPUS, index_module))
     with open(os.path.join(os.path.dirname(__file__), "data", "intents-dev.jsonl"), encoding="utf-8") as fh:
         questions = [q for q, _ in CORPUS_QUESTIONS] + [json.loads(line)["text"] for line in fh if line.strip()]
     scored = []

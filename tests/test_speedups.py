@@ -18,23 +18,17 @@ QUESTIONS = [REPO / "tests" / "data" / "intents-dev.jsonl", REPO / "bench" / "kb
 
 # Run in a fresh interpreter: which modules run compiled is decided when they are first imported.
 _ANSWERS = r"""
-import json, os, sys
+import json, sys
 from acebuddy import speedups
 from acebuddy.bot import intents
 from acebuddy.knowledge import index
-from acebuddy.knowledge.importer import parse_article
+from tests.helpers import corpus_sources
 
 corpus, questions = sys.argv[1], []
 for path in sys.argv[2:]:
     with open(path, encoding="utf-8") as fh:
         questions += [(lambda row: row.get("text") or row["q"])(json.loads(line)) for line in fh if line.strip()]
-sources = []
-for name in sorted(os.listdir(corpus)):
-    if name.endswith(".md"):
-        with open(os.path.join(corpus, name), encoding="utf-8") as fh:
-            a = parse_article(fh.read(), name)
-        sources.append(index.Source(a.slug, a.title, a.category, tuple(a.tags), a.body))
-built = index.Index(sources)
+built = index.Index(corpus_sources(corpus, index))
 print(json.dumps({
     "compiled": sorted(speedups.active()),
     "questions": len(questions),
