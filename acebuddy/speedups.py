@@ -97,16 +97,15 @@ def build(target: Path = BUILD) -> None:
         command = dist.get_command_obj("build_ext")
         command.build_lib, command.build_temp = str(scratch / "lib"), str(scratch / "tmp")
         dist.run_command("build_ext")
+        os.chdir(cwd)
+        shutil.rmtree(target, ignore_errors=True)  # the manifest with it: no half-replaced build is current
+        shutil.copytree(scratch / "lib", target)
     finally:
         os.chdir(cwd)
-    if current(target):
-        (target / MANIFEST).unlink()
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(scratch / "lib", target)
-    shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     if fingerprint() != stamp:  # a source changed while it compiled: leave no build that claims it
         shutil.rmtree(target, ignore_errors=True)
-        raise SystemExit("a source changed during the build; run it again")
+        raise RuntimeError("a source changed during the build; run it again")
     (target / MANIFEST).write_text(json.dumps(stamp, indent=1))
 
 
