@@ -71,14 +71,17 @@ _MANAGER = manager_of_class(Conversation)
 _MAPPER = _MANAGER.mapper
 
 
-def adopt(values) -> Conversation:
+def adopt(values) -> Conversation | None:
     """The conversation whose column values (COLUMNS, in order) `values` holds, as a persistent
-    object of the session, as if the ORM had loaded it; the one the session already holds if it has it.
+    object of the session, as if the ORM had loaded it; the one the session already holds if it has it;
+    None for values without an id (an outer join that found no conversation).
 
     The webhook reads the conversation with its repeat check in one plain query on every call: building
     the object from the row costs a fraction of the ORM's loading (docs/performance/webhook.md). The
     object is exactly what a query returns: its columns loaded and unchanged, its relationships loaded
     on first use."""
+    if values[_ID] is None:
+        return None
     session = db.session()
     key = _MAPPER.identity_key_from_primary_key((values[_ID],))
     held = session.identity_map.get(key)

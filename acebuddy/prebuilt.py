@@ -125,7 +125,7 @@ def _send(connection: Connection, form: _Form, rows: list[dict]) -> Sent:
     # listener to the connection's or engine's events, or SQL logging, gets the statement through Core.
     if connection._has_events or connection.engine._has_events or connection._echo:
         result = connection.exec_driver_sql(form.sql, values)
-        row = result.fetchone() if form.results else None
+        row = result.first() if form.results else None  # first() closes the cursor, as the path below does
         return Sent(result.rowcount, None if row is None else _processed(form, row))
     cursor = connection.connection.cursor()
     try:

@@ -170,6 +170,7 @@ def test_adopting_a_row_the_session_holds_gives_the_held_object(app_ctx):
     conv.step = "ask_username"  # a change not yet written: the held object keeps it, as a query would
     assert conversations.adopt(_read_row(conv.id)) is conv
     assert conv.step == "ask_username"
+    assert conversations.adopt((None,) * len(conversations.COLUMNS)) is None  # the look-up found none
 
 
 def _new_conversation(key: str) -> Conversation:

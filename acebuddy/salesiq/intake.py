@@ -236,7 +236,6 @@ _LOOK_UP = Prebuilt(
     .select_from(select(literal_column("1").label("one")).subquery())
     .outerjoin(Conversation.__table__, Conversation.__table__.c.open_key == bindparam("chat"))
 )
-_ID = 1 + conversations.COLUMNS.index(Conversation.__table__.c.id)
 
 
 def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None, Conversation | None]:
@@ -249,4 +248,4 @@ def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None
     if session.new or session.dirty or session.deleted:
         session.flush()  # what the ORM's autoflush would do before a query
     row = _LOOK_UP.first(session.connection(), {"key": key, "chat": conversation_key})
-    return row[0], (conversations.adopt(row[1:]) if row[_ID] is not None else None)
+    return row[0], conversations.adopt(row[1:])
