@@ -140,6 +140,13 @@ def _create(request: TicketRequest, client) -> str:
             return "found"
     if request.attempts >= MAX_ATTEMPTS:
         return _fail(request, f"gave up after {request.attempts} attempts: {request.last_error or ''}")
+    try:
+        # While the org's credits are out our own client refuses every call: waiting that out is no
+        # attempt. Counted, back-to-back blocks used up requests' attempts without one call reaching
+        # Desk (the soak, seed 554052).
+        client.check_blocked()
+    except RetryableError as exc:
+        return _after_error(request, None, exc)
 
     seen = request.attempts
     claimed = db.session.execute(

@@ -262,3 +262,22 @@ def test_many_requests_with_random_faults_end_in_one_ticket_each(app, workers):
     workers("--cron")
     wait_created(app, ids, timeout=60)
     assert_exactly_one_each(app, ids)
+
+
+def test_waiting_out_a_credit_block_spends_no_attempt(app, workers):
+    """Requests that find the org's credits out are refused by our own client: they wait for the block's
+    end without counting an attempt, so every attempt is one create sent to Desk."""
+    from acebuddy.desk import desk_client
+    from acebuddy.desk.errors import RetryableError
+
+    store = desk_sandbox(app)
+    store.fail_next("GET", "/departments", count=1, status=429, error_code="THRESHOLD_EXCEEDED", retry_after=3)
+    with app.app_context(), pytest.raises(RetryableError):
+        desk_client(app).list_departments()  # the block every process now honours
+    ids = request_ticket(app, 3)
+    workers()
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+    with app.app_context():
+        attempts = [db.session.get(TicketRequest, r).attempts for r in ids]
+    assert attempts == [1, 1, 1] and len(ticket_posts(app)) == 3
