@@ -216,6 +216,20 @@ def test_a_new_conversation_goes_in_as_one_insert_with_the_defaults_a_flush_give
     assert {key: getattr(conv, key) for key in written} == written
 
 
+def test_a_rolled_back_new_conversation_leaves_the_session_as_a_flushed_one_would(app_ctx):
+    """The turn's commit failing after the INSERT (a repeat's delivery record won its key, say): the
+    object is taken out of the session with its row, as the ORM does for what its flush inserted."""
+    states = {}
+    for how in ("flush", "write_changes"):
+        conv = _new_conversation(f"rolled-back-{how}")
+        assert conversations.write_changes(conv) is True if how == "write_changes" else db.session.flush() is None
+        conv_id = conv.id
+        db.session.rollback()
+        states[how] = (inspect(conv).transient, conv in db.session, inspect(conv).key)
+        assert db.session.get(Conversation, conv_id) is None
+    assert states["write_changes"] == states["flush"] == (True, False, None)
+
+
 def test_a_new_conversation_with_other_new_rows_is_left_to_the_flush(app_ctx):
     conv = _new_conversation("new-with-customer")
     db.session.add(Customer(username="new.customer", email="nc@example.com", name="N C"))
