@@ -243,7 +243,13 @@ def _after_error(request: TicketRequest, attempt: TicketAttempt | None, exc: Zoh
             attempt.finished_at, attempt.outcome, attempt.error = now, "permanent", request.last_error
         return _fail(request, request.last_error)
     assert isinstance(exc, RetryableError)
-    if attempt is not None:
+    if attempt is not None and exc.never_sent:
+        # Refused by our own client before the call went out (every concurrency slot busy under a burst,
+        # say): no ticket call reached Desk, so the attempt is given back rather than spent. The claim
+        # UPDATE's compare on `attempts` stays sound: the attempt row is finished in the same commit.
+        attempt.finished_at, attempt.outcome, attempt.error = now, "not_sent", request.last_error
+        request.attempts -= 1
+    elif attempt is not None:
         attempt.error = request.last_error
         if not exc.outcome_unknown:
             attempt.finished_at, attempt.outcome = now, "retryable"

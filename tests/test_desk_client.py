@@ -329,10 +329,11 @@ def test_threshold_exceeded_blocks_every_client_for_retry_after(app, desk, sandb
     with pytest.raises(RetryableError) as caught:
         desk.list_departments()
     assert caught.value.retry_after == 1 and caught.value.code == "THRESHOLD_EXCEEDED"
+    assert not caught.value.never_sent  # Desk answered this one
     other = desk_client(app)  # another worker: the block is shared through Redis
     with pytest.raises(RetryableError) as blocked:
         other.get_department(app.config["ZOHO_DEPARTMENT_ID"])
-    assert 0 < blocked.value.retry_after <= 1
+    assert 0 < blocked.value.retry_after <= 1 and blocked.value.never_sent  # refused by our own client
     assert len(sandbox.requests) == 1  # nobody called Desk inside the window
     time.sleep(1.05)
     assert other.list_departments()

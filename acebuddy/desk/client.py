@@ -657,7 +657,8 @@ class DeskClient:
         self.check_blocked()
         lease = self.slots.acquire(self.slot_wait)
         if lease is None:
-            raise RetryableError("every Desk concurrency slot is busy", code="DESK_BUSY", retry_after=1.0)
+            raise RetryableError("every Desk concurrency slot is busy", code="DESK_BUSY", retry_after=1.0,
+                                 never_sent=True)
         headers = {"Authorization": f"Zoho-oauthtoken {token}", "Accept": "application/json"}
         if with_org:
             headers["orgId"] = self.org_id
@@ -754,7 +755,7 @@ class DeskClient:
         if remaining > 0:
             raise RetryableError(
                 f"Zoho Desk daily API credits exhausted; calls resume in {remaining:.0f} s",
-                code="THRESHOLD_EXCEEDED", status=429, retry_after=remaining,
+                code="THRESHOLD_EXCEEDED", status=429, retry_after=remaining, never_sent=True,
             )
 
     def _read_credits(self, response) -> None:

@@ -30,15 +30,19 @@ class RetryableError(ZohoError):
 
     `retry_after` (seconds) is set when Zoho said how long to wait; `outcome_unknown` is True when
     the request may have reached Zoho (timeout, connection lost mid-request), so a create must be
-    looked up before it is retried.
+    looked up before it is retried. `never_sent` is True when our own client refused the call before
+    sending it (no free concurrency slot, the org's credits out, another process refreshing the token):
+    nothing reached Desk, so the try it ended is no attempt at all.
     """
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, outcome_unknown: bool = False, **kw):
+    def __init__(self, message: str, *, retry_after: float | None = None, outcome_unknown: bool = False,
+                 never_sent: bool = False, **kw):
         super().__init__(message, **kw)
         self.retry_after = retry_after
         self.outcome_unknown = outcome_unknown
+        self.never_sent = never_sent
 
 
 class PermanentError(ZohoError):

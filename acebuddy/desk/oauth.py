@@ -67,7 +67,8 @@ class TokenProvider:
             wait = self.timeout + 5
             lock = self.redis.lock(self.cache_key + ":lock", timeout=wait, blocking_timeout=wait)
             if not lock.acquire():
-                raise RetryableError("another process is refreshing the Zoho token", code="TOKEN_BUSY")
+                raise RetryableError("another process is refreshing the Zoho token", code="TOKEN_BUSY",
+                                     never_sent=True)
             try:
                 token = self._cached()
                 if token and token != stale:

@@ -281,3 +281,34 @@ def test_waiting_out_a_credit_block_spends_no_attempt(app, workers):
     with app.app_context():
         attempts = [db.session.get(TicketRequest, r).attempts for r in ids]
     assert attempts == [1, 1, 1] and len(ticket_posts(app)) == 3
+
+
+def test_a_call_refused_for_want_of_a_concurrency_slot_spends_no_attempt(app, workers):
+    """Every Desk slot held (a burst from the other processes): the workers' calls are refused by our
+    own client before they go out, and the attempt each was in is given back, not spent."""
+    from acebuddy.desk import desk_client
+    from acebuddy.desk.client import SlotLimiter
+
+    with app.app_context():
+        shared = desk_client(app).slots
+        # The same slots, held with leases that outlast the test (the client's own expire in seconds).
+        holder = SlotLimiter(get_redis(), shared.key, shared.limit, lease_seconds=120)
+        leases = [holder.acquire(0) for _ in range(shared.limit)]
+    assert all(leases)
+    ids = request_ticket(app, 2)
+    workers()
+
+    def refused_once() -> bool:
+        with app.app_context():
+            return all(db.session.scalar(select(TicketAttempt.id).where(
+                TicketAttempt.ticket_request_id == r, TicketAttempt.outcome == "not_sent").limit(1)) for r in ids)
+
+    wait_until(refused_once, timeout=30)  # each request's try waited DESK_TIMEOUT for a slot, then was refused
+    assert desk_tickets_by_ref(app) == {}
+    for lease in leases:
+        holder.release(lease)
+    wait_created(app, ids)
+    assert_exactly_one_each(app, ids)
+    with app.app_context():
+        attempts = [db.session.get(TicketRequest, r).attempts for r in ids]
+    assert attempts == [1, 1] and len(ticket_posts(app)) == 2
