@@ -159,10 +159,11 @@ _INSERT = {Message: Prebuilt(insert(Message.__table__)),
 
 
 def _batch(conv: Conversation) -> dict | None:
-    state = inspect(conv)
-    if state.key is None and not state.pending:  # not in the session at all
-        return None
-    return db.session.info.get(_BATCH)
+    """The batch of the session holding `conv` (None when no session holds it). Asked for every line
+    and timeline entry of a turn: the object's own session, not `db.session`, whose look-up of the
+    app context's session costs more than the rest of this."""
+    session = instance_state(conv).session
+    return None if session is None else session.info.get(_BATCH)
 
 
 def _add_row(batch: dict, model, conv: Conversation, row: dict) -> None:
