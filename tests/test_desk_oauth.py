@@ -171,3 +171,21 @@ def test_desk_sandbox_checks_tokens_like_desk(client, app):
     expired = client.get(url, headers={**org, "Authorization": f"Zoho-oauthtoken {token}"})
     assert expired.status_code == 401 and expired.get_json()["errorCode"] == "INVALID_OAUTH"
     assert "X-Rate-Limit-Remaining-v3" not in expired.headers  # 401s carry no rate headers
+
+
+def test_a_refresh_held_up_by_another_process_is_retryable_and_never_sent(live_server):
+    """Another process holds the refresh lock past our wait: nothing is sent to Zoho, so the ticket
+    job whose call this was does not count it as an attempt (tickets._after_error)."""
+    app = live_server.app
+    tokens = TokenProvider(app.config["ZOHO_ACCOUNTS_URL"], SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET,
+                           SANDBOX_REFRESH_TOKEN, redis=get_redis(app), timeout=0.1)
+    minted = accounts_sandbox(app).minted
+    other = get_redis(app).lock(tokens.cache_key + ":lock", timeout=30)
+    assert other.acquire(blocking=False)
+    try:
+        with pytest.raises(RetryableError) as caught:
+            tokens.refresh()
+    finally:
+        other.release()
+    assert caught.value.code == "TOKEN_BUSY" and caught.value.never_sent
+    assert accounts_sandbox(app).minted == minted
