@@ -15,6 +15,7 @@ them off (tests/test_speedups.py compares both).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -56,12 +57,18 @@ def current(build: Path = BUILD) -> bool:
     return built == fingerprint()
 
 
+@functools.cache
+def _build_current() -> bool:
+    """`current()` of the installed build, read once a process: both packages ask at start-up."""
+    return current()
+
+
 def use(package: str, path: list[str]) -> None:
     """Called first in a package's __init__ with its `__path__`: its compiled modules, if current, are
     found before its sources."""
     if os.environ.get("ACEBUDDY_SPEEDUPS", "1").strip().lower() in ("0", "off", "false", "no"):
         return
-    if not any(m.rpartition(".")[0] == package for m in MODULES) or not current():
+    if not any(m.rpartition(".")[0] == package for m in MODULES) or not _build_current():
         return
     compiled = str(BUILD.joinpath(*package.split(".")))
     if compiled not in path:

@@ -140,14 +140,6 @@ def _create(request: TicketRequest, client) -> str:
             return "found"
     if request.attempts >= MAX_ATTEMPTS:
         return _fail(request, f"gave up after {request.attempts} attempts: {request.last_error or ''}")
-    try:
-        # While the org's credits are out our own client refuses every call: waiting that out is no
-        # attempt. Counted, back-to-back blocks used up requests' attempts without one call reaching
-        # Desk (the soak, seed 554052).
-        client.check_blocked()
-    except RetryableError as exc:
-        return _after_error(request, None, exc)
-
     seen = request.attempts
     claimed = db.session.execute(
         update(TicketRequest)
@@ -245,7 +237,9 @@ def _after_error(request: TicketRequest, attempt: TicketAttempt | None, exc: Zoh
     assert isinstance(exc, RetryableError)
     if attempt is not None and exc.never_sent:
         # Refused by our own client before the call went out (every concurrency slot busy under a burst,
-        # say): no ticket call reached Desk, so the attempt is given back rather than spent. The claim
+        # the org's credits out): no ticket call reached Desk, so the attempt is given back rather than
+        # spent. Counted, back-to-back credit blocks used up requests' eight attempts without one call
+        # reaching Desk (the soak, seed 554052). The claim
         # UPDATE's compare on `attempts` stays sound: the attempt row is finished in the same commit.
         attempt.finished_at, attempt.outcome, attempt.error = now, "not_sent", request.last_error
         request.attempts -= 1

@@ -83,10 +83,10 @@ def test_turned_off_or_out_of_date_the_sources_run(monkeypatch):
     speedups.use("acebuddy.knowledge", path)
     assert path == ["/src/acebuddy/knowledge"]
     monkeypatch.setenv("ACEBUDDY_SPEEDUPS", "1")
-    monkeypatch.setattr(speedups, "current", lambda build=speedups.BUILD: False)
+    monkeypatch.setattr(speedups, "_build_current", lambda: False)
     speedups.use("acebuddy.knowledge", path)
     assert path == ["/src/acebuddy/knowledge"]
-    monkeypatch.setattr(speedups, "current", lambda build=speedups.BUILD: True)
+    monkeypatch.setattr(speedups, "_build_current", lambda: True)
     speedups.use("acebuddy.salesiq", path)  # nothing of it is compiled
     assert path == ["/src/acebuddy/knowledge"]
     speedups.use("acebuddy.knowledge", path)

@@ -654,7 +654,7 @@ class DeskClient:
             raise self._error(method, path, response, info)
 
     def _send(self, method, path, params, body, token, with_org) -> requests.Response:
-        self.check_blocked()
+        self._check_blocked()
         lease = self.slots.acquire(self.slot_wait)
         if lease is None:
             raise RetryableError("every Desk concurrency slot is busy", code="DESK_BUSY", retry_after=1.0,
@@ -739,7 +739,7 @@ class DeskClient:
         if durable and self.blocks is not None:
             self.blocks.extend(key, seconds)
 
-    def check_blocked(self) -> None:
+    def _check_blocked(self) -> None:
         """Raise the RetryableError a call would get while the org's daily credits are out (no call made)."""
         key = self.key_prefix + ":blocked"
         if self.redis is not None:
