@@ -7,6 +7,7 @@ callgrind counts the instructions the process executes, the same for the same co
     .venv/bin/python bench/instructions.py --scenarios knowledge --rounds 2
     .venv/bin/python bench/instructions.py --scenarios knowledge \
         --within acebuddy.salesiq.intake:_commit_turn --within acebuddy.knowledge.search:best_answer
+    .venv/bin/python bench/instructions.py --scenarios knowledge --keep /tmp/cg   # then callgrind_annotate
 
 Needs valgrind, its header <valgrind/callgrind.h> and a C compiler: a two-function helper is compiled
 into a temporary directory so that only the measured turns are counted (not start-up, imports or the
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--within", action="append", default=[], metavar="MODULE:FUNCTION",
                         help="count only inside this function (repeatable: one run each)")
+    parser.add_argument("--keep", metavar="DIRECTORY",
+                        help="keep callgrind's output files there, for callgrind_annotate --inclusive=yes")
     parser.add_argument("--child", nargs=3, metavar=("SCENARIO", "LIBRARY", "WITHIN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -123,7 +126,7 @@ def main() -> None:
                 run = subprocess.run(
                     ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                      *(["--collect-atstart=no"] if within else []),
-                     f"--callgrind-out-file={os.path.join(directory, 'callgrind.%p')}",
+                     f"--callgrind-out-file={os.path.join(args.keep or directory, 'callgrind.%p')}",
                      sys.executable, os.path.abspath(__file__), "--rounds", str(args.rounds),
                      "--child", scenario, library, within],
                     capture_output=True, text=True, cwd=os.path.dirname(HERE))
@@ -137,6 +140,8 @@ def main() -> None:
                     calls = re.search(r"CALLS (\d+)", run.stdout)
                     line += f"  within {within} ({calls.group(1) if calls else '?'} calls)"
                 print(line)
+        if args.keep:
+            print(f"callgrind's files are in {args.keep} (the counted part: callgrind.PID.1)")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

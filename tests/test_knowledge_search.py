@@ -291,3 +291,26 @@ def test_pruned_re_ranking_gives_the_results_of_scoring_every_candidate(monkeypa
     assert pruned == every
     assert sum(1 for r in every if r) > len(questions)  # most questions find articles
     assert pruned_work < every_work / 2  # and the pruning skips most of the work
+
+
+def test_answer_counts_noted_on_passages_are_what_their_patterns_find():
+    """A question asking for a kind of answer ("how long", "when") prefers the passage holding such
+    answers; each passage notes its count per kind the first time one is asked for. The counts noted
+    must be what the pattern finds, and a search with them noted must give what it gave before."""
+    if not os.path.isdir(CORPUS):
+        pytest.skip(f"the sample knowledge corpus is not at {CORPUS} (set KB_CORPUS to its folder)")
+    from acebuddy.knowledge import index as index_module
+    from acebuddy.knowledge.text import ANSWER_TYPES
+
+    index = index_module.Index(corpus_sources(CORPUS, index_module))
+    questions = ["how long does a restore take", "how often are backups taken", "when is maintenance",
+                 "how much does an extra user cost", "how many users can log in", "what time is the nightly reboot",
+                 "how long until my account unlocks", "how big can my mailbox be"]
+    first = [[(r.slug, r.score, r.confidence, r.extract, r.features) for r in index.search(q, 3)] for q in questions]
+    noted = [(kind, n, passage.block.text) for doc in index.docs for passage in doc.passages
+             for kind, n in passage.answers.items()]
+    assert {kind for kind, _, _ in noted} == set(ANSWER_TYPES.values())  # every kind was asked for
+    assert any(n for _, n, _ in noted) and any(not n for _, n, _ in noted)
+    assert all(n == min(3, len(kind.findall(text))) for kind, n, text in noted)
+    again = [[(r.slug, r.score, r.confidence, r.extract, r.features) for r in index.search(q, 3)] for q in questions]
+    assert again == first
