@@ -45,6 +45,30 @@ def test_an_insert_stores_what_core_stores(app_ctx):
     assert tuple(read) == (answer, MOMENT)
 
 
+def test_sqlite_dates_are_written_as_sqlalchemy_writes_them():
+    """On SQLite a DATETIME is text: the prebuilt path formats a datetime itself (cheaper than the
+    type's `%` formatting) and must give the very text SQLAlchemy's processor gives, or a comparison
+    between a row written here and one written by Core would go wrong."""
+    from datetime import date, timedelta, timezone
+
+    from sqlalchemy.dialects import sqlite
+
+    from acebuddy.prebuilt import _bind_processor
+
+    dialect = sqlite.dialect()
+    impl = sqlite.DATETIME()
+    ours, theirs = _bind_processor(impl, dialect), impl.bind_processor(dialect)
+    assert ours is not theirs  # the fast path is in use
+    values = [MOMENT, MOMENT.replace(microsecond=0), datetime(5, 1, 2, 3, 4, 5, 6), datetime(9999, 12, 31, 23, 59, 59),
+              MOMENT.replace(tzinfo=timezone.utc), MOMENT.replace(tzinfo=timezone(timedelta(hours=-5))),
+              date(2026, 12, 7), None]
+    assert [ours(v) for v in values] == [theirs(v) for v in values]
+    with pytest.raises(TypeError):
+        ours("2026-12-07")
+    custom = sqlite.DATETIME(storage_format="%(year)04d/%(month)02d/%(day)02d %(hour)02d:%(minute)02d:%(second)02d")
+    assert _bind_processor(custom, dialect)(MOMENT) == "2026/12/02 09:30:15"  # another format: SQLAlchemy's own
+
+
 def test_many_rows_go_in_one_multi_row_insert_seen_by_the_engine_events(app_ctx):
     conv_id = _conversation()
     seen = []
