@@ -11,7 +11,7 @@ from sqlalchemy.orm.instrumentation import manager_of_class
 from . import clock, live
 from .extensions import db
 from .models import BOT, CLOSED, Conversation, ConversationEvent, Message, TicketRequest
-from .prebuilt import Prebuilt
+from .prebuilt import Prebuilt, connection
 from .salesiq.payload import Inbound
 
 
@@ -195,7 +195,7 @@ def _insert_batch(session: Session, _context=None, _instances=None) -> None:
     for model in (Message, ConversationEvent):
         rows = batch[model]
         if rows:
-            _INSERT[model].run(session.connection(), rows)
+            _INSERT[model].run(connection(session), rows)
             touched.update(row["conversation_id"] for row in rows)
             rows.clear()
     if touched:
@@ -254,7 +254,7 @@ class _NewRow:
             if parent is not None:
                 loaded = inspect(parent).dict
                 values.update((local, loaded[remote]) for local, remote in pairs)
-        new_key = self.insert.run(session.connection(), values).row[0]
+        new_key = self.insert.run(connection(session), values).row[0]
         obj.__dict__.update(values, **{self.key.key: new_key})  # what the flush leaves: defaults and key loaded
         live.collect(session, obj, is_new=True)
         # The flush's own last step (a private method of the pinned SQLAlchemy): the identity from the key
@@ -286,7 +286,7 @@ def write_changes(conv: Conversation) -> bool:
     if any(obj is not conv for obj in session.dirty):
         return False
     new = [(obj, inspect(obj)) for obj in session.new]
-    if new and (not session.connection().dialect.insert_returning
+    if new and (not connection(session).dialect.insert_returning
                 or not all(type(obj) in _NEW and _NEW[type(obj)].ready(obj_state) for obj, obj_state in new)):
         return False
     changes = {key: state.dict[key] for key in state.committed_state if key in _COLUMN_KEYS}
@@ -298,7 +298,7 @@ def write_changes(conv: Conversation) -> bool:
     conv_id = state.identity[0]
     if changes:
         changes["updated_at"] = state.dict["updated_at"] = clock.now()  # the column's onupdate
-        result = _UPDATE.run(session.connection(), {**changes, "conversation_pk": conv_id})
+        result = _UPDATE.run(connection(session), {**changes, "conversation_pk": conv_id})
         if result.rowcount != 1:  # what the ORM's flush checks too
             raise StaleDataError(f"conversation {conv_id} was not there to update")
         with session.no_autoflush:  # an expired id is read back, not flushed through the ORM
@@ -331,7 +331,7 @@ _CHILD_COLLECTIONS = frozenset(r.key for r in inspect(Conversation).relationship
 def _write_new(session: Session, conv: Conversation, state) -> bool:
     """A new chat's conversation (open_found's `deferred`) inserted as its only new object."""
     if (len(session.new) != 1 or session.dirty or not _NEW[Conversation].ready(state)
-            or not session.connection().dialect.insert_returning):
+            or not connection(session).dialect.insert_returning):
         return False  # a relationship set, another new row, or no INSERT ... RETURNING: the flush
     _NEW[Conversation].write(session, conv, state)
     _insert_batch(session)  # its lines and timeline entries, now that it has an id

@@ -24,13 +24,35 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable, NamedTuple
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, event
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert, UpdateBase
 
 _Processor = Callable[[Any], Any]
+
+
+# The session's connection, kept in its info from the first `connection(session)` of a transaction to the
+# transaction's end (any end: commit, rollback, a savepoint's release).
+_CONNECTION = "acebuddy_connection"
+
+
+def connection(session: Session) -> Connection:
+    """`session.connection()` (its transaction begun if need be), remembered until the transaction ends.
+    A webhook turn asks for it five times; `Session.connection` walks the session's transaction and
+    Flask-SQLAlchemy's choice of engine each time, 50,000 instructions a call (docs/performance/webhook.md,
+    change -20). Only for the one engine the application's tables are on."""
+    held = session.info.get(_CONNECTION)
+    if held is None:
+        held = session.info[_CONNECTION] = session.connection()
+    return held
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_connection(session: Session, _transaction) -> None:
+    session.info.pop(_CONNECTION, None)
 
 
 class _Form(NamedTuple):

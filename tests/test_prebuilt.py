@@ -219,3 +219,27 @@ def test_a_driver_error_is_sqlalchemys_and_the_session_goes_on(app_ctx, monkeypa
     record.run(db.session.connection(), {**row, "key": "after"})
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(WebhookDelivery.__table__)) == 2
+
+
+def test_the_remembered_connection_is_the_sessions_until_its_transaction_ends(app_ctx):
+    """prebuilt.connection gives what session.connection() gives, and forgets it when the transaction
+    ends (commit, rollback, a savepoint's end): a statement must never go to a connection the session
+    has given back to the pool."""
+    from acebuddy.prebuilt import connection
+
+    session = db.session()
+    first = connection(session)
+    assert first is session.connection() and connection(session) is first
+    with session.begin_nested():
+        assert connection(session) is session.connection()
+    assert connection(session) is session.connection()
+    session.commit()
+    assert "acebuddy_connection" not in session.info
+    second = connection(session)
+    assert second is session.connection() and first.closed  # the first went back to the pool
+    session.rollback()
+    assert "acebuddy_connection" not in session.info
+    assert connection(session) is session.connection()
+    assert connection(session).execute(select(literal_column("1"))).scalar() == 1
+    session.close()
+    assert "acebuddy_connection" not in session.info

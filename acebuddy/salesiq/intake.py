@@ -21,7 +21,7 @@ from ..bot import engine, redaction
 from ..bot.engine import Turn
 from ..extensions import db
 from ..models import CREATED, FAILED, Conversation, TicketRequest, WebhookDelivery
-from ..prebuilt import Prebuilt
+from ..prebuilt import Prebuilt, connection
 from .payload import Inbound
 from .responses import BotReply
 
@@ -59,7 +59,7 @@ def process(inbound: Inbound, *, retried: bool = False) -> dict:
         if extra:
             body = _with_line(body, extra)
             if key:
-                _REANSWER.run(db.session.connection(), {"k": key, "answer": body})
+                _REANSWER.run(connection(db.session()), {"k": key, "answer": body})
             db.session.commit()
     return body
 
@@ -71,7 +71,7 @@ def _commit_turn(conv: Conversation | None, key: str | None, body: dict, *, keep
     if conv is None or not conversations.write_changes(conv):
         db.session.flush()
     if key:
-        _RECORD.run(db.session.connection(), {"key": key, "conversation_id": conv.id if conv else None,
+        _RECORD.run(connection(db.session()), {"key": key, "conversation_id": conv.id if conv else None,
                                               "response": body, "created_at": clock.now()})
     if keep_loaded:
         # Nothing reads the turn's objects after this commit (the request ends): expiring them all would
@@ -247,5 +247,5 @@ def _look_up(key: str | None, conversation_key: str | None) -> tuple[dict | None
     session = db.session()
     if session.new or session.dirty or session.deleted:
         session.flush()  # what the ORM's autoflush would do before a query
-    row = _LOOK_UP.first(session.connection(), {"key": key, "chat": conversation_key})
+    row = _LOOK_UP.first(connection(session), {"key": key, "chat": conversation_key})
     return row[0], conversations.adopt(row[1:])
