@@ -62,6 +62,41 @@ def test_a_commit_publishes_the_conversations_it_touched(app_ctx):
         listener.close()
 
 
+def test_notices_go_on_each_threads_own_connection_which_is_replaced_when_redis_drops_it(app_ctx):
+    """A thread publishes on a connection of its own (cheaper than the pool's checkout on every commit).
+    When Redis drops it (a restart, a CLIENT KILL), the next notice goes out on a new one; threads do
+    not share one; a thread that publishes for another app uses a connection to that app's Redis."""
+    import threading
+
+    listener = Listener(app_ctx)
+    client = get_redis(app_ctx)
+    try:
+        live.publish([1])
+        held = live._thread.held[2]
+        live.publish([2])
+        assert live._thread.held[2] is held  # the same connection again
+        held.send_command("CLIENT", "ID")
+        assert client.client_kill_filter(_id=held.read_response()) == 1  # as a restart of Redis would
+        live.publish([3])
+        assert [n["c"] for n in listener.notices()] == [[1], [2], [3]]
+
+        seen = []
+        thread = threading.Thread(target=lambda: (live.publish([4], app=app_ctx), seen.append(live._thread.held[2])))
+        thread.start()
+        thread.join()
+        assert seen and seen[0] is not live._thread.held[2]
+        assert [n["c"] for n in listener.notices()] == [[4]]
+
+        other = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+        app_ctx.extensions["acebuddy_redis"] = other
+        assert live.publish([5]) is False  # the other app's Redis, which is not there: not the held connection
+        assert live._thread.held[0] is other
+    finally:
+        app_ctx.extensions["acebuddy_redis"] = client
+        app_ctx.extensions[live.EXTENSION]["down_until"] = 0.0
+        listener.close()
+
+
 def test_a_rollback_publishes_nothing(app_ctx):
     conv = _conversation()
     listener = Listener(app_ctx)
