@@ -1,9 +1,14 @@
 """The one source of "now" (naive UTC, as stored in the database), so tests can control time."""
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    # The epoch plus the system clock's microseconds: what datetime.now(timezone.utc) gives without its
+    # zone, at half the cost of dropping the zone with replace() (a webhook turn asks ten times).
+    return _EPOCH + timedelta(0, 0, time.time_ns() // 1000)
 
 
 def iso_z(moment: datetime | None) -> str | None:
