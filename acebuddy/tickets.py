@@ -14,7 +14,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
-from . import clock, conversations, jobs, sla
+from . import clock, conversations, directory, jobs, sla
 from .bot import redaction
 from .desk import desk_client
 from .desk.client import COMMENT_MAX, NewTicket, split_comment
@@ -35,7 +35,9 @@ def new_ref() -> str:
 
 def request_ticket(conv: Conversation, workflow, *, escalated: bool = False, reason: str | None = None) -> TicketRequest:
     """Write the outbox row in the caller's transaction; the job is queued once it commits."""
-    customer = conv.customer
+    # The customer and its account (the description names the company) in one query; conv.customer then
+    # finds it in the session.
+    customer = directory.get_customer(conv.customer_id, with_account=True)
     name = (customer.name if customer else None) or conv.visitor_name or _name_from_email(conv.visitor_email) or "Chat visitor"
     request = TicketRequest(
         ref=new_ref(),
