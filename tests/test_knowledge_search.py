@@ -295,8 +295,8 @@ def test_pruned_re_ranking_gives_the_results_of_scoring_every_candidate(monkeypa
 
 def test_answer_counts_noted_on_passages_are_what_their_patterns_find():
     """A question asking for a kind of answer ("how long", "when") prefers the passage holding such
-    answers; each passage notes its count per kind the first time one is asked for. The counts noted
-    must be what the pattern finds, and a search with them noted must give what it gave before."""
+    answers; the index notes a passage's count per kind the first time one is asked for. The counts
+    noted must be what the pattern finds, and a search with them noted must give what it gave before."""
     if not os.path.isdir(CORPUS):
         pytest.skip(f"the sample knowledge corpus is not at {CORPUS} (set KB_CORPUS to its folder)")
     from acebuddy.knowledge import index as index_module
@@ -307,8 +307,9 @@ def test_answer_counts_noted_on_passages_are_what_their_patterns_find():
                  "how much does an extra user cost", "how many users can log in", "what time is the nightly reboot",
                  "how long until my account unlocks", "how big can my mailbox be"]
     first = [[(r.slug, r.score, r.confidence, r.extract, r.features) for r in index.search(q, 3)] for q in questions]
-    noted = [(kind, n, passage.block.text) for doc in index.docs for passage in doc.passages
-             for kind, n in passage.answers.items()]
+    noted = [(kind, n, text) for (text, kind), n in index.answer_counts.items()]
+    passages = {passage.block.text for doc in index.docs for passage in doc.passages}
+    assert {text for _, _, text in noted} <= passages
     assert {kind for kind, _, _ in noted} == set(ANSWER_TYPES.values())  # every kind was asked for
     assert any(n for _, n, _ in noted) and any(not n for _, n, _ in noted)
     assert all(n == min(3, len(kind.findall(text))) for kind, n, text in noted)

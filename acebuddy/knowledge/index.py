@@ -58,11 +58,6 @@ class Passage(NamedTuple):
     block: Block
     terms: tuple[str, ...]  # stemmed content terms of the heading and the block, in order
     heading: tuple[str, ...]  # the heading's terms (shared by the passages of a section)
-    # How many answers of each kind (text.ANSWER_TYPES' patterns) the text holds, at most 3, counted the
-    # first time a question asks for that kind: a pattern run over a passage cost a fifth of a search
-    # that asked "how long ...", each time (docs/performance/webhook.md, change -18). Filling it is the
-    # index's only write after its build; every thread writes the same value.
-    answers: dict[re.Pattern, int]
 
 
 @dataclass(slots=True)
@@ -107,6 +102,12 @@ class Index:
 
     def __init__(self, sources: list[Source]):
         self.docs: list[_Doc] = []
+        # How many answers of a kind (text.ANSWER_TYPES' patterns) a passage's text holds, at most 3,
+        # counted the first time a question asks for that kind in that passage: the pattern run over every
+        # scored passage was a fifth of a "how long ..." search (docs/performance/webhook.md, change -18).
+        # Keyed by the text (the count depends on nothing else), so it grows only with what is asked. The
+        # index's only write after its build; threads that race write the same value.
+        self.answer_counts: dict[tuple[str, re.Pattern], int] = {}
         self.compounds: dict[str, list[str]] = {}
         surfaces: dict[str, str] = {}
         field_counts: list[dict[str, dict[str, int]]] = []
@@ -188,7 +189,7 @@ class Index:
                 heading_terms.extend(h_terms)
             b_terms = terms_of(block.text)
             body_terms.extend(b_terms)
-            passages.append(Passage(block, h_terms + tuple(b_terms), h_terms, {}))
+            passages.append(Passage(block, h_terms + tuple(b_terms), h_terms))
         category_terms = terms_of((source.category or "").replace("-", " "))
         fields = {"title": title_terms, "tags": tag_terms, "heading": heading_terms, "body": body_terms,
                   "category": category_terms}
@@ -390,9 +391,10 @@ class Index:
             # The passage shown also looks at the kind of answer asked for ("how long" -> durations);
             # the score used for ranking does not.
             if wanted is not None:
-                answers = passage.answers.get(wanted)
+                key = (passage.block.text, wanted)
+                answers = self.answer_counts.get(key)
                 if answers is None:
-                    answers = passage.answers[wanted] = min(3, len(wanted.findall(passage.block.text)))
+                    answers = self.answer_counts[key] = min(3, len(wanted.findall(passage.block.text)))
                 pick *= 1.0 + 0.25 * answers
             if pick > best_pick:
                 best, best_pick = position, pick
