@@ -20,7 +20,7 @@ from .desk import desk_client
 from .desk.client import COMMENT_MAX, NewTicket, split_comment
 from .desk.errors import PermanentError, RetryableError, ZohoError
 from .extensions import db
-from .models import CREATED, CREATING, FAILED, PENDING, Conversation, TicketAttempt, TicketRequest
+from .models import CREATED, CREATING, FAILED, PENDING, Conversation, Customer, TicketAttempt, TicketRequest
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,7 @@ def new_ref() -> str:
 
 def request_ticket(conv: Conversation, workflow, *, escalated: bool = False, reason: str | None = None) -> TicketRequest:
     """Write the outbox row in the caller's transaction; the job is queued once it commits."""
-    # The customer and its account (the description names the company) in one query; conv.customer then
-    # finds it in the session.
+    # The customer and its account (the description names the company) in one query.
     customer = directory.get_customer(conv.customer_id, with_account=True)
     name = (customer.name if customer else None) or conv.visitor_name or _name_from_email(conv.visitor_email) or "Chat visitor"
     request = TicketRequest(
@@ -53,7 +52,7 @@ def request_ticket(conv: Conversation, workflow, *, escalated: bool = False, rea
         contact_email=(customer.email if customer else None) or conv.visitor_email,
         contact_phone=(customer.phone if customer else None) or conv.visitor_phone,
     )
-    request.description = describe(conv, workflow, request)  # before the INSERT: no second UPDATE
+    request.description = describe(conv, customer, workflow, request)  # before the INSERT: no second UPDATE
     db.session.add(request)  # written with the turn's one flush: nothing here needs its id yet
     conv.priority = workflow.priority
     conversations.record_event(conv, "ticket_requested", f"{request.ref} {workflow.intent} {request.ticket_status}")
@@ -67,15 +66,15 @@ def _name_from_email(email: str | None) -> str | None:
     return " ".join(part.capitalize() for part in email.split("@")[0].replace("_", ".").split(".") if part)
 
 
-def describe(conv: Conversation, workflow, request: TicketRequest) -> str:
+def describe(conv: Conversation, customer: Customer | None, workflow, request: TicketRequest) -> str:
     """The Desk description (HTML): the collected data, masked, and where the chat lives."""
     rows = [("Request", workflow.title), ("Customer", request.contact_name)]
     if request.contact_email:
         rows.append(("E-mail", request.contact_email))
     if request.contact_phone:
         rows.append(("Phone", request.contact_phone))
-    if conv.customer and conv.customer.account:
-        rows.append(("Company", conv.customer.account.name))
+    if customer is not None and customer.account is not None:
+        rows.append(("Company", customer.account.name))
     if workflow.verify:
         verified = conv.verification == "verified"
         rows.append(("Identity", "verified against the directory" if verified else "NOT verified"))

@@ -25,7 +25,11 @@ def test_the_request_names_the_customer_and_company_read_in_one_query(app_ctx):
     assert conv.customer_id == customer_id  # as in a later turn: only the conversation is loaded
 
     selects = []
-    listen = lambda _conn, _cursor, statement, *_a: selects.append(statement) if statement.lstrip().upper().startswith("SELECT") else None  # noqa: E731
+
+    def listen(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
     event.listen(db.engine, "before_cursor_execute", listen)
     try:
         request = tickets.request_ticket(conv, WORKFLOWS["printer_issue"])
