@@ -5,7 +5,6 @@ from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import MANYTOONE, ONETOMANY, Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
-from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from . import clock, live
@@ -298,9 +297,8 @@ def write_changes(conv: Conversation) -> bool:
     conv_id = state.identity[0]
     if changes:
         changes["updated_at"] = state.dict["updated_at"] = clock.now()  # the column's onupdate
-        result = _UPDATE.run(connection(session), {**changes, "conversation_pk": conv_id})
-        if result.rowcount != 1:  # what the ORM's flush checks too
-            raise StaleDataError(f"conversation {conv_id} was not there to update")
+        # One row, or StaleDataError: what the ORM's flush checks too.
+        _UPDATE.run(connection(session), {**changes, "conversation_pk": conv_id}, expect=1)
         with session.no_autoflush:  # an expired id is read back, not flushed through the ORM
             live.collect(session, conv)
     # SQLAlchemy's own post-flush step (a private method of the pinned version: tests/test_write_changes.py

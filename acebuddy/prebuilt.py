@@ -18,18 +18,29 @@ sent with `Connection.exec_driver_sql` instead, so they see it as any other.
 For INSERT and UPDATE statements whose parameters name every column they write: a column left to its
 Python-side default (`default=`, `onupdate=`) is refused when the statement is first compiled, since
 only Core's own execution computes those.
+
+Inside `together(connection)`, the statements nothing reads back (INSERT and UPDATE without RETURNING)
+wait and go at the block's end: on PostgreSQL as one statement, each of them a data-modifying WITH
+clause, so a webhook turn's four writes are one statement for the server and one round trip; elsewhere
+one after the other, their parameters converted already (on SQLite the write lock, taken by the first
+of them, is then held for the statements alone). docs/performance/webhook.md, change -25.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, Callable, NamedTuple
 
-from sqlalchemy import bindparam, event
+from sqlalchemy import bindparam, event, func, literal_column, select
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
-from sqlalchemy.sql.dml import Insert, UpdateBase
+from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.sql import Select, visitors
+from sqlalchemy.sql.dml import Insert, Update, UpdateBase
+from sqlalchemy.sql.elements import BindParameter
 
 _Processor = Callable[[Any], Any]
 
@@ -81,23 +92,45 @@ class Prebuilt:
         # number of rows; filled on first use: two threads compiling the same form at once both get a
         # correct one.
         self._forms: dict[tuple[str, frozenset[str], int], _Form] = {}
+        # A SELECT, or a RETURNING: its caller reads what comes back, so it never waits (see `together`).
+        self.reads = len(self.statement.exported_columns) > 0
 
-    def run(self, connection: Connection, parameters: dict | list[dict]) -> Sent:
+    def run(self, connection: Connection, parameters: dict | list[dict], *, expect: int | None = None) -> Sent:
         """Execute an INSERT or UPDATE with one set of parameters (a dict), or an INSERT of several rows (a
         list of dicts with the same keys) as one multi-row INSERT: one statement, where the driver's
-        executemany is one per row (psycopg sends those in pipeline mode: several more round trips)."""
-        if not isinstance(parameters, list):
-            return _send(connection, self._form(connection.dialect, parameters, 1), [parameters])
-        if not isinstance(self.statement, Insert):
+        executemany is one per row (psycopg sends those in pipeline mode: several more round trips).
+
+        `expect`: the rows the statement must change (an UPDATE of one row, say), or StaleDataError, as
+        the ORM's flush checks. Inside `together(connection)` a statement that reads nothing back waits
+        for the block's end: it returns a rowcount of -1 (the DBAPI's "not known") and `expect` is
+        checked when it is sent."""
+        several = isinstance(parameters, list)
+        if several and not isinstance(self.statement, Insert):
             raise TypeError("several rows: an INSERT only")
-        rowcount = 0
-        for start in range(0, len(parameters), MAX_ROWS):
-            rows = parameters[start:start + MAX_ROWS]
-            rowcount += _send(connection, self._form(connection.dialect, rows[0], len(rows)), rows).rowcount
-        return Sent(rowcount, None)
+        if several and expect is not None:
+            raise TypeError("expect: one set of parameters only")
+        rows = parameters if several else [parameters]
+        chunks = [rows[start:start + MAX_ROWS] for start in range(0, len(rows), MAX_ROWS)]
+        held = _held(connection)
+        if held is not None and not self.reads:
+            for chunk in chunks:
+                form = self._form(connection.dialect, chunk[0], len(chunk))  # refuses a bad statement now
+                held.parts.append(_Part(self, chunk, expect, form, _convert(form, chunk)))
+            return Sent(-1, None)
+        if held is not None:
+            _send_held(held)  # what waits was run first: the statements keep their order
+        rowcount, row = 0, None
+        for chunk in chunks:
+            sent = _send(connection, self._form(connection.dialect, chunk[0], len(chunk)), chunk)
+            rowcount, row = rowcount + sent.rowcount, sent.row
+        _check(self, expect, rowcount)
+        return Sent(rowcount, row)
 
     def first(self, connection: Connection, parameters: dict) -> tuple | None:
         """A SELECT's first row, its values converted as Core converts them; None when there is none."""
+        held = _held(connection)
+        if held is not None:
+            _send_held(held)
         return _send(connection, self._form(connection.dialect, parameters, 1), [parameters]).row
 
     def _form(self, dialect: Dialect, first: dict, rows: int) -> _Form:
@@ -162,7 +195,10 @@ def _convert(form: _Form, rows: list[dict]) -> tuple | dict:
 
 
 def _send(connection: Connection, form: _Form, rows: list[dict]) -> Sent:
-    values = _convert(form, rows)
+    return _send_values(connection, form, _convert(form, rows))
+
+
+def _send_values(connection: Connection, form: _Form, values: tuple | dict) -> Sent:
     # Private attributes of the pinned SQLAlchemy, read as Core reads them before each statement: any
     # listener to the connection's or engine's events, or SQL logging, gets the statement through Core.
     if connection._has_events or connection.engine._has_events or connection._echo:
@@ -185,3 +221,124 @@ def _send(connection: Connection, form: _Form, rows: list[dict]) -> Sent:
 def _processed(form: _Form, row) -> tuple:
     return tuple(value if process is None or value is None else process(value)
                  for value, process in zip(row, form.results))
+
+
+def _check(statement: Prebuilt, expect: int | None, rowcount: int) -> None:
+    if expect is not None and rowcount != expect:
+        raise StaleDataError(f"{statement.statement.table.name}: {rowcount} rows changed where {expect} were expected")
+
+
+class _Part(NamedTuple):
+    """A statement waiting in a `together` block, its form and converted values made when it was run."""
+    prebuilt: Prebuilt
+    rows: list[dict]
+    expect: int | None
+    form: _Form
+    values: tuple | dict
+
+
+class _Held(NamedTuple):
+    connection: Connection
+    parts: list[_Part]
+
+
+_HELD: ContextVar[_Held | None] = ContextVar("acebuddy_prebuilt_held", default=None)
+
+
+def _held(connection: Connection) -> _Held | None:
+    held = _HELD.get()
+    return held if held is not None and held.connection is connection else None
+
+
+@contextmanager
+def together(connection: Connection) -> Iterator[None]:
+    """Hold the statements run on `connection` in this block that read nothing back, and send them at its
+    end in their order: on PostgreSQL as one statement, elsewhere one after the other. A statement that
+    reads (a SELECT, a RETURNING) sends what waits first. An exception in the block drops what waits:
+    the caller rolls its transaction back. Nothing else may write on the connection inside the block
+    before what waits (the ORM's flush does not go through here), except rows that may follow it."""
+    if _held(connection) is not None:  # already inside one: the outer block sends
+        yield
+        return
+    held = _Held(connection, [])
+    token = _HELD.set(held)
+    try:
+        yield
+        _send_held(held)
+    finally:
+        _HELD.reset(token)
+
+
+# Dialects that run INSERT and UPDATE inside WITH (SQLite and MySQL do not). Combined statements are
+# kept by shape (which statements, their parameters' names, their rows): a turn has a handful of shapes;
+# past the limit a new shape goes one statement at a time rather than growing the cache without end.
+_COMBINING = frozenset({"postgresql"})
+_COMBINED_LIMIT = 256
+_combined: dict[tuple, Prebuilt] = {}
+
+
+def _send_held(held: _Held) -> None:
+    parts = list(held.parts)
+    held.parts.clear()
+    if not parts:
+        return
+    combined = _combined_statement(held.connection.dialect, parts) if len(parts) > 1 else None
+    if combined is None:
+        counts = [_send_values(held.connection, part.form, part.values).rowcount for part in parts]
+    else:
+        counts = list(combined.first(held.connection, _flattened(parts)))
+    for part, count in zip(parts, counts):
+        _check(part.prebuilt, part.expect, count)
+
+
+def _shape(part: _Part) -> tuple:
+    return part.prebuilt, frozenset(part.rows[0]), len(part.rows)
+
+
+def _combined_statement(dialect: Dialect, parts: list[_Part]) -> Prebuilt | None:
+    """One SELECT of the parts' row counts, each part a data-modifying WITH clause: PostgreSQL runs them
+    all in one statement and one snapshot, none seeing another's rows (the webhook's parts write
+    different rows, and a row's foreign key is checked at the statement's end)."""
+    if dialect.name not in _COMBINING:
+        return None
+    key = tuple(_shape(part) for part in parts)
+    found = _combined.get(key)
+    if found is None and len(_combined) < _COMBINED_LIMIT:
+        clauses = [_prefixed(_explicit(part), f"p{n}_").returning(literal_column("1")).cte(f"w{n}")
+                   for n, part in enumerate(parts)]
+        found = _combined[key] = Prebuilt(select(*[select(func.count()).select_from(clause).scalar_subquery()
+                                                   for clause in clauses]))
+    return found
+
+
+def _explicit(part: _Part) -> UpdateBase:
+    """The part's statement with its values as named parameters: an INSERT's rows as `key__n`, an UPDATE's
+    SET clause from the parameters that name its table's columns (as `run` compiles it)."""
+    statement, keys = part.prebuilt.statement, sorted(part.rows[0])
+    columns = statement.table.c
+    if isinstance(statement, Insert):
+        return statement.values([{key: bindparam(f"{key}__{n}", type_=columns[key].type) for key in keys}
+                                 for n in range(len(part.rows))])
+    assert isinstance(statement, Update)
+    return statement.values({key: bindparam(key, type_=columns[key].type) for key in keys if key in columns})
+
+
+def _prefixed(statement: UpdateBase, prefix: str) -> UpdateBase:
+    """The statement with every parameter renamed `prefix + name`: the parts' names must not meet."""
+    def rename(element):
+        if isinstance(element, BindParameter):
+            return bindparam(prefix + element.key, type_=element.type)
+        return None
+
+    return visitors.replacement_traverse(statement, {}, rename)
+
+
+def _flattened(parts: list[_Part]) -> dict:
+    values: dict = {}
+    for n, part in enumerate(parts):
+        if isinstance(part.prebuilt.statement, Insert):
+            for m, row in enumerate(part.rows):
+                values.update((f"p{n}_{key}__{m}", value) for key, value in row.items())
+        else:
+            values.update((f"p{n}_{key}", value) for key, value in part.rows[0].items())
+    return values

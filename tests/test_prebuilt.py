@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import bindparam, event, func, insert, literal_column, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from acebuddy.extensions import db
-from acebuddy.models import Conversation, Message, WebhookDelivery
-from acebuddy.prebuilt import MAX_ROWS, Prebuilt
+from acebuddy.models import Conversation, ConversationEvent, Message, WebhookDelivery
+from acebuddy.prebuilt import MAX_ROWS, Prebuilt, together
 
 MOMENT = datetime(2026, 12, 2, 9, 30, 15, 123456)
 
@@ -243,3 +244,158 @@ def test_the_remembered_connection_is_the_sessions_until_its_transaction_ends(ap
     assert connection(session).execute(select(literal_column("1"))).scalar() == 1
     session.close()
     assert "acebuddy_connection" not in session.info
+
+
+# prebuilt.together: a turn's writes held to the block's end, one statement on PostgreSQL.
+
+def _turn_writes(conv_id: int, key: str) -> list[tuple[Prebuilt, dict | list[dict], int | None]]:
+    """What a webhook turn writes: its lines, a timeline entry, the conversation's change, its record."""
+    table = Conversation.__table__
+    return [
+        (Prebuilt(insert(Message.__table__)), [
+            {"conversation_id": conv_id, "role": role, "text": f"{role} é", "masked": False, "created_at": MOMENT}
+            for role in ("customer", "bot")], None),
+        (Prebuilt(insert(ConversationEvent.__table__)),
+         {"conversation_id": conv_id, "kind": "kb_answer", "detail": "backups 0.90", "created_at": MOMENT}, None),
+        (Prebuilt(update(table).where(table.c.id == bindparam("pk"))),
+         {"step": "together", "state": {"n": 1}, "updated_at": MOMENT, "pk": conv_id}, 1),
+        (Prebuilt(insert(WebhookDelivery.__table__)),
+         {"key": key, "conversation_id": conv_id, "response": {"replies": ["é"]}, "created_at": MOMENT}, None),
+    ]
+
+
+def _counts(conv_id: int) -> tuple:
+    count = lambda model: db.session.scalar(select(func.count()).select_from(model).where(  # noqa: E731
+        model.conversation_id == conv_id))
+    return count(Message), count(ConversationEvent), count(WebhookDelivery)
+
+
+@pytest.mark.parametrize("listening", [False, True])
+def test_together_holds_the_writes_to_the_blocks_end_in_their_order(app_ctx, monkeypatch, listening):
+    """Inside the block nothing is sent (each write says -1, "not known"); at its end everything is, in
+    order: one statement on PostgreSQL, one each elsewhere; the rows are those the statements store alone."""
+    conv_id = _conversation()
+    seen = []
+
+    def record(_conn, _cursor, statement, _params, _context, _many):
+        seen.append(statement.split(None, 1)[0])
+
+    if listening:
+        event.listen(db.engine, "before_cursor_execute", record)
+    else:
+        _not_through_core(monkeypatch)
+    connection = db.session.connection()
+    try:
+        with together(connection):
+            for statement, parameters, expect in _turn_writes(conv_id, "together-1"):
+                assert statement.run(connection, parameters, expect=expect).rowcount == -1
+            assert seen == []
+    finally:
+        if listening:
+            event.remove(db.engine, "before_cursor_execute", record)
+    if listening:
+        postgresql = connection.dialect.name == "postgresql"
+        assert seen == (["WITH"] if postgresql else ["INSERT", "INSERT", "UPDATE", "INSERT"])
+    db.session.commit()
+    assert _counts(conv_id) == (2, 1, 1)
+    conv = db.session.get(Conversation, conv_id)
+    assert (conv.step, conv.state) == ("together", {"n": 1})
+    texts = db.session.scalars(select(Message.text).where(Message.conversation_id == conv_id).order_by(Message.id))
+    assert list(texts) == ["customer é", "bot é"]
+    assert db.session.scalar(select(WebhookDelivery.response).where(WebhookDelivery.key == "together-1")) == {
+        "replies": ["é"]}
+
+
+def test_a_statement_that_reads_sends_what_waits_first(app_ctx):
+    conv_id = _conversation()
+    connection = db.session.connection()
+    lines, rows, _ = _turn_writes(conv_id, "together-2")[0]
+    count = Prebuilt(select(func.count()).select_from(Message.__table__)
+                     .where(Message.__table__.c.conversation_id == bindparam("pk")))
+    with together(connection):
+        lines.run(connection, rows)
+        assert count.first(connection, {"pk": conv_id}) == (2,)
+        lines.run(connection, rows[:1])
+    assert count.first(connection, {"pk": conv_id}) == (3,)
+    db.session.rollback()
+
+
+def test_an_update_that_finds_no_row_fails_at_the_blocks_end(app_ctx):
+    """`expect`: the ORM flush's check that the row was there, made when the statement is sent."""
+    conv_id = _conversation()
+    connection = db.session.connection()
+    writes = _turn_writes(conv_id, "together-3")
+    statement, parameters, _ = writes[2]
+    with pytest.raises(StaleDataError, match="0 rows changed where 1 were expected"):
+        with together(connection):
+            writes[0][0].run(connection, writes[0][1])
+            statement.run(connection, {**parameters, "pk": conv_id + 99}, expect=1)
+    db.session.rollback()
+    with pytest.raises(StaleDataError):  # outside a block: at once
+        statement.run(db.session.connection(), {**parameters, "pk": conv_id + 99}, expect=1)
+    db.session.rollback()
+    assert _counts(conv_id) == (0, 0, 0)
+
+
+def test_a_lost_race_inside_together_is_sqlalchemys_integrity_error(app_ctx):
+    """A delivery answered meanwhile: its record's unique key fails the whole batch, as the webhook
+    expects (it rolls back and gives the stored answer); nothing of the batch stays."""
+    conv_id = _conversation()
+    *_, (record, row, _) = _turn_writes(conv_id, "together-4")
+    record.run(db.session.connection(), row)
+    db.session.commit()
+    connection = db.session.connection()
+    with pytest.raises(IntegrityError):
+        with together(connection):
+            for statement, parameters, expect in _turn_writes(conv_id, "together-4"):
+                statement.run(connection, parameters, expect=expect)
+    db.session.rollback()
+    assert _counts(conv_id) == (0, 0, 1)
+    assert db.session.get(Conversation, conv_id).step is None
+
+
+def test_an_error_inside_the_block_drops_what_waits(app_ctx):
+    conv_id = _conversation()
+    connection = db.session.connection()
+    writes = _turn_writes(conv_id, "together-5")
+    with pytest.raises(RuntimeError):
+        with together(connection):
+            writes[0][0].run(connection, writes[0][1])
+            raise RuntimeError("the bot failed")
+    statement, parameters, _ = writes[1]
+    assert statement.run(connection, parameters).rowcount == 1  # no block any more: sent at once
+    db.session.commit()
+    assert _counts(conv_id) == (0, 1, 0)
+
+
+def test_the_combined_statement_for_postgresql(monkeypatch):
+    """Compiled for PostgreSQL without one: each part a WITH clause, parameters renamed so that no two
+    parts share one, the values given by part; one compiled statement per shape, and past the cache's
+    limit a new shape goes one statement at a time."""
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    from acebuddy import prebuilt
+
+    dialect = psycopg.dialect()
+    parts = []
+    for statement, parameters, expect in _turn_writes(7, "together-6"):
+        rows = parameters if isinstance(parameters, list) else [parameters]
+        form = statement._form(dialect, rows[0], len(rows))
+        parts.append(prebuilt._Part(statement, rows, expect, form, prebuilt._convert(form, rows)))
+    monkeypatch.setattr(prebuilt, "_combined", {})
+    combined = prebuilt._combined_statement(dialect, parts)
+    assert prebuilt._combined_statement(dialect, parts) is combined
+    values = prebuilt._flattened(parts)
+    form = combined._form(dialect, values, 1)
+    assert form.sql.startswith("WITH w0 AS") and form.sql.count(" RETURNING 1)") == 4
+    for clause in ("INSERT INTO message", "INSERT INTO conversation_event", "UPDATE conversation SET",
+                   "INSERT INTO webhook_delivery"):
+        assert clause in form.sql
+    assert set(form.names) == set(values)
+    assert values["p0_text__1"] == "bot é" and values["p2_pk"] == 7 and values["p3_key__0"] == "together-6"
+    assert "p2_step" in form.sql and "p2_pk" in form.sql
+    monkeypatch.setattr(prebuilt, "_combined", {})
+    monkeypatch.setattr(prebuilt, "_COMBINED_LIMIT", 0)
+    assert prebuilt._combined_statement(dialect, parts) is None
+    from sqlalchemy.dialects import sqlite
+    assert prebuilt._combined_statement(sqlite.dialect(), parts) is None

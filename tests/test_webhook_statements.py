@@ -14,13 +14,20 @@ from tests.helpers import Chat, load_directory, zobot_message
 from tests.test_bot_knowledge import DEMO_KB
 
 
+# The writes of a combined statement (prebuilt.together on PostgreSQL: each a WITH clause).
+_WRITES = re.compile(r"\b(INSERT) INTO\s+\"?(\w+)|\b(UPDATE)\s+\"?(\w+)")
+
+
 class Statements:
     """The statements an engine runs, as "VERB table" (the knowledge index's own reads left out: it
-    checks the article table's version every few seconds, whichever turn that falls on)."""
+    checks the article table's version every few seconds, whichever turn that falls on). A combined
+    statement counts as its writes, in order, in `seen`, and as one statement in `sent` (`last` once taken)."""
 
     def __init__(self, engine):
         self.engine = engine
         self.seen: list[str] = []
+        self.sent: list[list[str]] = []
+        self.last: list[list[str]] = []
         self.commits = 0
         event.listen(engine, "before_cursor_execute", self._record)
         event.listen(engine, "commit", self._commit)
@@ -30,13 +37,18 @@ class Statements:
 
     def _record(self, _conn, _cursor, statement, _params, _context, _many):
         verb = statement.split(None, 1)[0].upper()
-        table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+\"?(\w+)", statement)
-        name = f"{verb} {table.group(1) if table else ''}".strip()
-        if "article" not in name:
-            self.seen.append(name)
+        if verb == "WITH":
+            names = [" ".join(filter(None, found)) for found in _WRITES.findall(statement)]
+        else:
+            table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+\"?(\w+)", statement)
+            names = [f"{verb} {table.group(1) if table else ''}".strip()]
+        if not any("article" in name for name in names):
+            self.seen.extend(names)
+            self.sent.append(names)
 
     def take(self) -> list[str]:
         seen, self.seen = self.seen, []
+        self.last, self.sent = self.sent, []  # the taken statements as sent
         return seen
 
     def after(self, chat: Chat, line: str) -> list[str]:
@@ -77,6 +89,20 @@ def test_a_knowledge_turn_is_one_look_up_and_one_write_a_table(client, statement
     assert statements.after(chat, "how long do you keep my backups for?") == [
         LOOK_UP, "INSERT message", "INSERT conversation_event", "UPDATE conversation", "INSERT webhook_delivery"]
     assert "Did this help?" in chat.text
+
+
+def test_on_postgresql_a_turns_writes_are_one_statement(client, statements):
+    """prebuilt.together: the lines, the timeline entry, the conversation's UPDATE and the delivery record
+    go as one statement on PostgreSQL (one WITH clause each), one after the other elsewhere."""
+    chat = Chat(client, "stmt-together")
+    chat.say("how do I connect to the VPN?")
+    chat.say("Yes")
+    writes = ["INSERT message", "INSERT conversation_event", "UPDATE conversation", "INSERT webhook_delivery"]
+    assert statements.after(chat, "how long do you keep my backups for?") == [LOOK_UP, *writes]
+    if statements.engine.dialect.name == "postgresql":
+        assert statements.last == [[LOOK_UP], writes]
+    else:
+        assert statements.last == [[LOOK_UP], *([write] for write in writes)]
 
 
 def test_a_repeated_delivery_is_one_query(client, statements):

@@ -21,7 +21,7 @@ from ..bot import engine, redaction
 from ..bot.engine import Turn
 from ..extensions import db
 from ..models import CREATED, FAILED, Conversation, TicketRequest, WebhookDelivery
-from ..prebuilt import Prebuilt, connection
+from ..prebuilt import Prebuilt, connection, together
 from .payload import Inbound
 from .responses import BotReply
 
@@ -68,10 +68,13 @@ def _commit_turn(conv: Conversation | None, key: str | None, body: dict, *, keep
     """Write the turn and, last, its delivery record with the answer, and commit. The conversation's
     change goes as one plain UPDATE when it is all the turn changed (conversations.write_changes);
     otherwise (a ticket filed, a customer verified) the ORM's flush writes everything."""
-    if conv is None or not conversations.write_changes(conv):
-        db.session.flush()
-    if key:
-        _RECORD.run(connection(db.session()), {"key": key, "conversation_id": conv.id if conv else None,
+    session = db.session()
+    # The writes go together at the block's end (PostgreSQL: as one statement; prebuilt.together).
+    with together(connection(session)):
+        if conv is None or not conversations.write_changes(conv):
+            session.flush()
+        if key:
+            _RECORD.run(connection(session), {"key": key, "conversation_id": conv.id if conv else None,
                                               "response": body, "created_at": clock.now()})
     if keep_loaded:
         # Nothing reads the turn's objects after this commit (the request ends): expiring them all would
