@@ -5,12 +5,11 @@ from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import MANYTOONE, ONETOMANY, Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
-from sqlalchemy.orm.instrumentation import manager_of_class
 
 from . import clock, live
 from .extensions import db
 from .models import BOT, CLOSED, Conversation, ConversationEvent, Message, TicketRequest
-from .prebuilt import Prebuilt, connection
+from .prebuilt import Adopter, Prebuilt, connection
 from .salesiq.payload import Inbound
 
 
@@ -63,41 +62,17 @@ def open_found(inbound: Inbound, conv: Conversation | None, *, deferred: bool = 
 
 
 # The conversation's columns, for a query that reads its row with plain SQL (see `adopt`).
-COLUMNS = tuple(Conversation.__table__.columns)
+_ADOPTER = Adopter(Conversation)
+COLUMNS = _ADOPTER.columns
 _KEYS = tuple(column.key for column in COLUMNS)
-_ID = _KEYS.index("id")
-_MANAGER = manager_of_class(Conversation)
-_MAPPER = _MANAGER.mapper
 
 
 def adopt(values) -> Conversation | None:
-    """The conversation whose column values (COLUMNS, in order) `values` holds, as a persistent
-    object of the session, as if the ORM had loaded it; the one the session already holds if it has it;
-    None for values without an id (an outer join that found no conversation).
-
-    The webhook reads the conversation with its repeat check in one plain query on every call: building
-    the object from the row costs a fraction of the ORM's loading (docs/performance/webhook.md). The
-    object is exactly what a query returns: its columns loaded and unchanged, its relationships loaded
-    on first use."""
-    if values[_ID] is None:
-        return None
-    session = db.session()
-    key = _MAPPER.identity_key_from_primary_key((values[_ID],))
-    held = session.identity_map.get(key)
-    if held is not None:
-        return held
-    # As the ORM's loader does (private steps of the pinned SQLAlchemy; tests/test_write_changes.py
-    # compares the result with a loaded object): a new instance without its constructor (which would
-    # record each value as a change), the values straight into its dictionary, the row's identity, and
-    # the object put in the session's identity map. Not `make_transient_to_detached` and `Session.add`:
-    # they walk the mapper's 32 properties for changes to commit and related objects to cascade to, of
-    # which a fresh object has none, for 0.1 M instructions a turn.
-    conv = _MANAGER.new_instance()
-    conv.__dict__.update(zip(_KEYS, values))
-    state = instance_state(conv)
-    state.key = key
-    session._update_impl(state)
-    return conv
+    """The conversation whose column values (COLUMNS, in order) `values` holds, as a persistent object
+    of the session, exactly what a query returns (prebuilt.Adopter); None for values without an id (an
+    outer join that found no conversation). The webhook reads it with its repeat check in one plain
+    query on every call."""
+    return _ADOPTER(db.session(), values)
 
 
 def saved_id(conv: Conversation) -> int:

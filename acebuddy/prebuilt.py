@@ -37,7 +37,9 @@ from sqlalchemy import bindparam, event, func, literal_column, select
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.sql import Select, visitors
 from sqlalchemy.sql.dml import Insert, Update, UpdateBase
 from sqlalchemy.sql.elements import BindParameter
@@ -81,6 +83,7 @@ class Sent(NamedTuple):
 
 # Rows of one multi-row INSERT: a longer list goes in several (one compiled form per row count).
 MAX_ROWS = 16
+_NOT_KNOWN = Sent(-1, None)  # a held statement's rowcount: the DBAPI's "not known"
 
 
 class Prebuilt:
@@ -104,32 +107,34 @@ class Prebuilt:
         the ORM's flush checks. Inside `together(connection)` a statement that reads nothing back waits
         for the block's end: it returns a rowcount of -1 (the DBAPI's "not known") and `expect` is
         checked when it is sent."""
-        several = isinstance(parameters, list)
-        if several and not isinstance(self.statement, Insert):
-            raise TypeError("several rows: an INSERT only")
-        if several and expect is not None:
-            raise TypeError("expect: one set of parameters only")
-        rows = parameters if several else [parameters]
-        chunks = [rows[start:start + MAX_ROWS] for start in range(0, len(rows), MAX_ROWS)]
-        held = _held(connection)
-        if held is not None and not self.reads:
-            for chunk in chunks:
-                form = self._form(connection.dialect, chunk[0], len(chunk))  # refuses a bad statement now
-                held.parts.append(_Part(self, chunk, expect, form, _convert(form, chunk)))
-            return Sent(-1, None)
-        if held is not None:
+        if isinstance(parameters, list):
+            if not isinstance(self.statement, Insert):
+                raise TypeError("several rows: an INSERT only")
+            if expect is not None:
+                raise TypeError("expect: one set of parameters only")
+            chunks = [parameters[start:start + MAX_ROWS] for start in range(0, len(parameters), MAX_ROWS)]
+        else:
+            chunks = [[parameters]]
+        held = _HELD.get()
+        if held is not None and held.connection is connection:
+            if not self.reads:
+                for rows in chunks:
+                    form = self._form(connection.dialect, rows[0], len(rows))  # refuses a bad statement now
+                    held.parts.append(_Part(self, rows, expect, form, _convert(form, rows)))
+                return _NOT_KNOWN
             _send_held(held)  # what waits was run first: the statements keep their order
         rowcount, row = 0, None
-        for chunk in chunks:
-            sent = _send(connection, self._form(connection.dialect, chunk[0], len(chunk)), chunk)
+        for rows in chunks:
+            sent = _send(connection, self._form(connection.dialect, rows[0], len(rows)), rows)
             rowcount, row = rowcount + sent.rowcount, sent.row
-        _check(self, expect, rowcount)
+        if expect is not None:
+            _check(self, expect, rowcount)
         return Sent(rowcount, row)
 
     def first(self, connection: Connection, parameters: dict) -> tuple | None:
         """A SELECT's first row, its values converted as Core converts them; None when there is none."""
-        held = _held(connection)
-        if held is not None:
+        held = _HELD.get()
+        if held is not None and held.connection is connection:
             _send_held(held)
         return _send(connection, self._form(connection.dialect, parameters, 1), [parameters]).row
 
@@ -168,6 +173,48 @@ class Prebuilt:
         results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in statement.exported_columns)
         return _Form(compiled.string, tuple(slot_of[name] for name in names), processors,
                      None if compiled.positional else names, results)
+
+
+class Adopter:
+    """Rows of one mapped class read by a prebuilt SELECT (`columns`, in their order) made the persistent
+    objects of the session that the ORM's loading would give: its columns loaded and unchanged, its
+    relationships loaded on first use; the object the session already holds if it holds that row; None
+    for a row without a key (an outer join that found nothing).
+
+    Building the object from the row costs a fraction of the ORM's query and loading (docs/performance/
+    webhook.md, changes -6 and -26). As the ORM's loader does (private steps of the pinned SQLAlchemy;
+    tests/test_write_changes.py compares the result with a loaded object): a new instance without its
+    constructor (which would record each value as a change), the values straight into its dictionary,
+    the row's identity, and the object put in the session's identity map. Not `make_transient_to_detached`
+    and `Session.add`: they walk the mapper's properties for changes to commit and related objects to
+    cascade to, of which a fresh object has none."""
+
+    def __init__(self, model):
+        self._manager = manager_of_class(model)
+        self._mapper = self._manager.mapper
+        table = model.__table__
+        self.columns = tuple(table.columns)
+        self._keys = tuple(column.key for column in self.columns)
+        (key,) = table.primary_key.columns
+        self._id = self._keys.index(key.key)
+
+    def held(self, session: Session, primary_key):
+        """The object of that key the session holds already, or None."""
+        return session.identity_map.get(self._mapper.identity_key_from_primary_key((primary_key,)))
+
+    def __call__(self, session: Session, values):
+        if values[self._id] is None:
+            return None
+        key = self._mapper.identity_key_from_primary_key((values[self._id],))
+        held = session.identity_map.get(key)
+        if held is not None:
+            return held
+        obj = self._manager.new_instance()
+        obj.__dict__.update(zip(self._keys, values))
+        state = instance_state(obj)
+        state.key = key
+        session._update_impl(state)
+        return obj
 
 
 def _bind_processor(impl, dialect: Dialect) -> _Processor | None:
@@ -245,19 +292,16 @@ class _Held(NamedTuple):
 _HELD: ContextVar[_Held | None] = ContextVar("acebuddy_prebuilt_held", default=None)
 
 
-def _held(connection: Connection) -> _Held | None:
-    held = _HELD.get()
-    return held if held is not None and held.connection is connection else None
-
-
 @contextmanager
 def together(connection: Connection) -> Iterator[None]:
     """Hold the statements run on `connection` in this block that read nothing back, and send them at its
     end in their order: on PostgreSQL as one statement, elsewhere one after the other. A statement that
     reads (a SELECT, a RETURNING) sends what waits first. An exception in the block drops what waits:
-    the caller rolls its transaction back. Nothing else may write on the connection inside the block
-    before what waits (the ORM's flush does not go through here), except rows that may follow it."""
-    if _held(connection) is not None:  # already inside one: the outer block sends
+    the caller rolls its transaction back. What goes another way inside the block (the ORM's flush,
+    Core) is sent at once, ahead of what waits: hold only writes that may come after it (the webhook's
+    lines, timeline entries and delivery record after the flush that inserts their conversation)."""
+    outer = _HELD.get()
+    if outer is not None and outer.connection is connection:  # inside one already: the outer one sends
         yield
         return
     held = _Held(connection, [])
@@ -278,17 +322,19 @@ _combined: dict[tuple, Prebuilt] = {}
 
 
 def _send_held(held: _Held) -> None:
-    parts = list(held.parts)
-    held.parts.clear()
+    parts = held.parts[:]
     if not parts:
         return
-    combined = _combined_statement(held.connection.dialect, parts) if len(parts) > 1 else None
+    held.parts.clear()
+    connection = held.connection
+    combined = _combined_statement(connection.dialect, parts) if len(parts) > 1 else None
     if combined is None:
-        counts = [_send_values(held.connection, part.form, part.values).rowcount for part in parts]
+        counts = [_send_values(connection, part.form, part.values).rowcount for part in parts]
     else:
-        counts = list(combined.first(held.connection, _flattened(parts)))
+        counts = combined.first(connection, _flattened(parts))
     for part, count in zip(parts, counts):
-        _check(part.prebuilt, part.expect, count)
+        if part.expect is not None:
+            _check(part.prebuilt, part.expect, count)
 
 
 def _shape(part: _Part) -> tuple:
