@@ -95,8 +95,9 @@ class Prebuilt:
         # number of rows; filled on first use: two threads compiling the same form at once both get a
         # correct one.
         self._forms: dict[tuple[str, frozenset[str], int], _Form] = {}
-        # A SELECT, or a RETURNING: its caller reads what comes back, so it never waits (see `together`).
-        self.reads = len(self.statement.exported_columns) > 0
+        # Inside `together`: an INSERT or UPDATE that reads nothing back waits; a SELECT, a RETURNING (its
+        # caller reads what comes back) or any other statement goes at once.
+        self.waits = isinstance(self.statement, (Insert, Update)) and not self.statement.exported_columns
 
     def run(self, connection: Connection, parameters: dict | list[dict], *, expect: int | None = None) -> Sent:
         """Execute an INSERT or UPDATE with one set of parameters (a dict), or an INSERT of several rows (a
@@ -117,7 +118,7 @@ class Prebuilt:
             chunks = [[parameters]]
         held = _HELD.get()
         if held is not None and held.connection is connection:
-            if not self.reads:
+            if self.waits:
                 for rows in chunks:
                     form = self._form(connection.dialect, rows[0], len(rows))  # refuses a bad statement now
                     held.parts.append(_Part(self, rows, expect, form, _convert(form, rows)))

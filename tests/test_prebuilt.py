@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from sqlalchemy import bindparam, event, func, insert, literal_column, select, text, update
+from sqlalchemy import bindparam, delete, event, func, insert, literal_column, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
@@ -312,11 +312,15 @@ def test_a_statement_that_reads_sends_what_waits_first(app_ctx):
     lines, rows, _ = _turn_writes(conv_id, "together-2")[0]
     count = Prebuilt(select(func.count()).select_from(Message.__table__)
                      .where(Message.__table__.c.conversation_id == bindparam("pk")))
+    table = Message.__table__
+    remove = Prebuilt(delete(table).where(table.c.conversation_id == bindparam("pk")))
     with together(connection):
         lines.run(connection, rows)
         assert count.first(connection, {"pk": conv_id}) == (2,)
         lines.run(connection, rows[:1])
-    assert count.first(connection, {"pk": conv_id}) == (3,)
+        assert remove.run(connection, {"pk": conv_id}).rowcount == 3  # no INSERT or UPDATE: at once, after
+        lines.run(connection, rows)
+    assert count.first(connection, {"pk": conv_id}) == (2,)
     db.session.rollback()
 
 
