@@ -119,9 +119,12 @@ class Prebuilt:
         held = _HELD.get()
         if held is not None and held.connection is connection:
             if self.waits:
+                # Converted now where they will go one by one (on SQLite, before the write lock is
+                # taken); where they combine, the combined statement converts them.
+                convert = connection.dialect.name not in _COMBINING
                 for rows in chunks:
                     form = self._form(connection.dialect, rows[0], len(rows))  # refuses a bad statement now
-                    held.parts.append(_Part(self, rows, expect, form, _convert(form, rows)))
+                    held.parts.append(_Part(self, rows, expect, form, _convert(form, rows) if convert else None))
                 return _NOT_KNOWN
             _send_held(held)  # what waits was run first: the statements keep their order
         rowcount, row = 0, None
@@ -277,12 +280,13 @@ def _check(statement: Prebuilt, expect: int | None, rowcount: int) -> None:
 
 
 class _Part(NamedTuple):
-    """A statement waiting in a `together` block, its form and converted values made when it was run."""
+    """A statement waiting in a `together` block, its form made when it was run (and its values converted,
+    unless the dialect combines the statements)."""
     prebuilt: Prebuilt
     rows: list[dict]
     expect: int | None
     form: _Form
-    values: tuple | dict
+    values: tuple | dict | None
 
 
 class _Held(NamedTuple):
@@ -330,7 +334,8 @@ def _send_held(held: _Held) -> None:
     connection = held.connection
     combined = _combined_statement(connection.dialect, parts) if len(parts) > 1 else None
     if combined is None:
-        counts = [_send_values(connection, part.form, part.values).rowcount for part in parts]
+        counts = [_send_values(connection, part.form, _convert(part.form, part.rows) if part.values is None
+                               else part.values).rowcount for part in parts]
     else:
         counts = combined.first(connection, _flattened(parts))
     for part, count in zip(parts, counts):
