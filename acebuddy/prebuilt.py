@@ -157,10 +157,8 @@ class Prebuilt:
             compiled = statement.compile(dialect=dialect, column_keys=keys)
             slot_of = {key: (0, key) for key in keys}
         else:
-            columns = statement.table.c
-            slot_of = {f"{key}__{n}": (n, key) for n in range(rows) for key in keys}
-            compiled = statement.values([{key: bindparam(f"{key}__{n}", type_=columns[key].type) for key in keys}
-                                         for n in range(rows)]).compile(dialect=dialect)
+            slot_of = {_row_name(key, n): (n, key) for n in range(rows) for key in keys}
+            compiled = _with_rows(statement, keys, rows).compile(dialect=dialect)
         defaulted = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
         if defaulted:
             raise ValueError(f"{statement}: give {', '.join(defaulted)} (their Python-side defaults "
@@ -221,6 +219,18 @@ class Adopter:
         return obj
 
 
+def _row_name(key: str, row: int) -> str:
+    """The parameter of column `key` in row `row` of a multi-row INSERT."""
+    return f"{key}__{row}"
+
+
+def _with_rows(statement: Insert, keys: list[str], rows: int) -> Insert:
+    """The INSERT with `rows` rows of named parameters (`_row_name`) for the columns `keys`."""
+    columns = statement.table.c
+    return statement.values([{key: bindparam(_row_name(key, n), type_=columns[key].type) for key in keys}
+                             for n in range(rows)])
+
+
 def _bind_processor(impl, dialect: Dialect) -> _Processor | None:
     """The type's own bind processor; for SQLite's DATETIME in its default storage format, the same text
     made by `datetime.isoformat` (its `%` formatting with a dict cost 12,000 instructions a value, ten
@@ -274,8 +284,8 @@ def _processed(form: _Form, row) -> tuple:
                  for value, process in zip(row, form.results))
 
 
-def _check(statement: Prebuilt, expect: int | None, rowcount: int) -> None:
-    if expect is not None and rowcount != expect:
+def _check(statement: Prebuilt, expect: int, rowcount: int) -> None:
+    if rowcount != expect:
         raise StaleDataError(f"{statement.statement.table.name}: {rowcount} rows changed where {expect} were expected")
 
 
@@ -367,11 +377,10 @@ def _explicit(part: _Part) -> UpdateBase:
     """The part's statement with its values as named parameters: an INSERT's rows as `key__n`, an UPDATE's
     SET clause from the parameters that name its table's columns (as `run` compiles it)."""
     statement, keys = part.prebuilt.statement, sorted(part.rows[0])
-    columns = statement.table.c
     if isinstance(statement, Insert):
-        return statement.values([{key: bindparam(f"{key}__{n}", type_=columns[key].type) for key in keys}
-                                 for n in range(len(part.rows))])
+        return _with_rows(statement, keys, len(part.rows))
     assert isinstance(statement, Update)
+    columns = statement.table.c
     return statement.values({key: bindparam(key, type_=columns[key].type) for key in keys if key in columns})
 
 
@@ -390,7 +399,7 @@ def _flattened(parts: list[_Part]) -> dict:
     for n, part in enumerate(parts):
         if isinstance(part.prebuilt.statement, Insert):
             for m, row in enumerate(part.rows):
-                values.update((f"p{n}_{key}__{m}", value) for key, value in row.items())
+                values.update((f"p{n}_{_row_name(key, m)}", value) for key, value in row.items())
         else:
             values.update((f"p{n}_{key}", value) for key, value in part.rows[0].items())
     return values

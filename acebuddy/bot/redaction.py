@@ -66,7 +66,8 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _CARD.sub(_card, text)
-    if not text.isascii() or any(stem in text.lower() for stem in _SECRET_STEMS):
+    lowered = text.lower()  # once, not once a stem
+    if not text.isascii() or any(stem in lowered for stem in _SECRET_STEMS):
         text = _SECRET_AFTER_WORD.sub(_after_word, text)
         if _CODE_CONTEXT.search(text):
             text = _OTP.sub(MASK, text)

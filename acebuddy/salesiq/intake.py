@@ -69,13 +69,14 @@ def _commit_turn(conv: Conversation | None, key: str | None, body: dict, *, keep
     change goes as one plain UPDATE when it is all the turn changed (conversations.write_changes);
     otherwise (a ticket filed, a customer verified) the ORM's flush writes everything."""
     session = db.session()
+    turn_connection = connection(session)
     # The writes go together at the block's end (PostgreSQL: as one statement; prebuilt.together).
-    with together(connection(session)):
+    with together(turn_connection):
         if conv is None or not conversations.write_changes(conv):
             session.flush()
         if key:
-            _RECORD.run(connection(session), {"key": key, "conversation_id": conv.id if conv else None,
-                                              "response": body, "created_at": clock.now()})
+            _RECORD.run(turn_connection, {"key": key, "conversation_id": conv.id if conv else None,
+                                          "response": body, "created_at": clock.now()})
     if keep_loaded:
         # Nothing reads the turn's objects after this commit (the request ends): expiring them all would
         # only cost time. The ticket wait reads the ticket and the conversation afresh, so it expires.
