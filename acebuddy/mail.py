@@ -2,13 +2,14 @@
 
 Message-IDs are derived from the notification key, so a message resent after an SMTP hiccup is the
 same message to every mail system that deduplicates. SMTP errors are sorted into retryable (4xx,
-connection trouble) and permanent (5xx, refused address).
+including a deferred recipient, and connection trouble) and permanent (5xx, a refused address).
 """
 from __future__ import annotations
 
 import hashlib
 import smtplib
 import socket
+from collections.abc import Callable
 from email.utils import parseaddr
 
 from flask import current_app, render_template
@@ -45,6 +46,16 @@ class _Connection(Connection):
         if self.mail.username and self.mail.password:
             host.login(self.mail.username, self.mail.password)
         return host
+
+    def __exit__(self, exc_type, exc_value, tb):
+        # Flask-Mail's own exit lets QUIT's failure escape. By QUIT the server has answered DATA: the
+        # message is delivered, and a server gone before it answers QUIT (the soak's SMTP outage) must
+        # not turn that into a retry, i.e. the same e-mail twice. Nor may it hide an error raised inside.
+        if self.host is not None:
+            try:
+                self.host.quit()
+            except (smtplib.SMTPException, OSError):
+                self.host.close()
 
 
 def message_id(row: Notification) -> str:
@@ -130,13 +141,18 @@ def build(row: Notification) -> Message:
     return message
 
 
-def send_notification(row: Notification) -> None:
+def send_notification(row: Notification, accepted: Callable[[], None] | None = None) -> None:
+    """Send the row's e-mail; `accepted` runs as soon as the server has taken it, before QUIT."""
     message = build(row)
     state = current_app.extensions["mail"]
     try:
         with _Connection(state) as connection:
             message.send(connection)
+            if accepted is not None:
+                accepted()
     except smtplib.SMTPRecipientsRefused as exc:
+        if all(400 <= code < 500 for code, _ in exc.recipients.values()):  # greylisting, a full mailbox
+            raise RetryableError(f"recipient deferred: {_codes(exc.recipients)}", code="SMTP_4XX") from None
         raise PermanentError(f"recipient refused: {_codes(exc.recipients)}", code="SMTP_REFUSED") from None
     except smtplib.SMTPResponseException as exc:
         if 500 <= exc.smtp_code < 600:

@@ -141,7 +141,6 @@ def deliver(notification_id: int) -> str:
         return _finish(row, N_FAILED, error=str(exc))
     except RetryableError as exc:
         return _retry(row, str(exc), exc.retry_after)
-    _mark_handed_over(row)
     return _finish(row, N_SENT, via=via)
 
 
@@ -174,11 +173,19 @@ def _handed_over(row: Notification) -> bool:
 
 
 def _send(row: Notification) -> str:
+    """Deliver the row and set its hand-over mark the moment the other side has it."""
     if row.channel == EMAIL:
         from . import mail
 
-        mail.send_notification(row)
+        # The mark goes before the SMTP connection's QUIT: a worker killed during QUIT must find it.
+        mail.send_notification(row, accepted=lambda: _mark_handed_over(row))
         return "smtp"
+    via = _send_elsewhere(row)
+    _mark_handed_over(row)
+    return via
+
+
+def _send_elsewhere(row: Notification) -> str:
     if row.channel == DESK:
         _comment_on_ticket(row)
         return "desk"

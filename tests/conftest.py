@@ -156,12 +156,18 @@ class SMTPSink(SmtpSink):
     def __init__(self):
         super().__init__()
         self.refuse: dict[str, str] = {}  # recipient -> SMTP reply
+        self.drop_on_quit = False  # go away after accepting a message, before answering QUIT
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope):
+        if self.drop_on_quit:
+            server.transport.abort()  # the connection is cut: the client reads nothing back
+        return "221 Bye"
 
     def subjects(self):
         return [m["message"]["Subject"] for m in self.messages]

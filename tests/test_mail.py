@@ -1,5 +1,6 @@
 """E-mail notifications: templates (hostile input escaped), headers, deterministic Message-IDs, delivery
 through a real SMTP server, refused addresses, and exactly-once rows."""
+import smtplib
 import time
 from datetime import timedelta
 
@@ -149,7 +150,38 @@ def test_smtp_down_is_retried_later(mail_app, smtp_server):
         assert db.session.scalar(select(func.count(Notification.id)).where(Notification.state == "sent")) == 0
 
 
-def test_a_message_accepted_before_its_worker_died_is_not_sent_again(mail_app, smtp_server, monkeypatch):
+def test_a_server_gone_after_accepting_the_message_does_not_get_it_again(mail_app, smtp_server):
+    """The SMTP server answered DATA, then went away before answering QUIT (the CI soak's duplicate, an
+    outage beginning between the two): the message is delivered, not retried."""
+    smtp_server.drop_on_quit = True
+    with mail_app.app_context():
+        request = make_ticket(name="John Doe")
+        notifications.queue_ticket_notifications(request)
+        db.session.commit()
+        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_customer"))
+        assert notifications.deliver(row.id) == "sent"
+        row = db.session.get(Notification, row.id)
+        assert row.state == "sent" and row.attempts == 1 and row.sent_via == "smtp"
+        assert len(smtp_server.wait_for(1)) == 1
+
+
+def test_a_recipient_deferred_with_4xx_is_retried_and_quit_does_not_hide_it(mail_app, smtp_server):
+    """A 4xx to RCPT (greylisting, a full mailbox) is retried, like any 4xx; the failing QUIT after it
+    must not replace that error."""
+    smtp_server.refuse["support-team@acebuddy.example"] = "451 4.3.0 Try again later"
+    smtp_server.drop_on_quit = True
+    with mail_app.app_context():
+        request = make_ticket()
+        notifications.queue_ticket_notifications(request)
+        db.session.commit()
+        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_support"))
+        assert notifications.deliver(row.id) == "retry"
+        assert "451" in db.session.get(Notification, row.id).last_error
+        assert smtp_server.messages == []
+
+
+@pytest.mark.parametrize("dies_in", ["the SMTP QUIT", "the commit that marks the row sent"])
+def test_a_message_accepted_before_its_worker_died_is_not_sent_again(mail_app, smtp_server, monkeypatch, dies_in):
     """The SMTP server accepted the message, then the worker died before the row was marked sent (the
     soak's duplicate): after the lease, the next claim finds the hand-over mark and does not resend."""
     with mail_app.app_context():
@@ -161,7 +193,14 @@ def test_a_message_accepted_before_its_worker_died_is_not_sent_again(mail_app, s
         def die(*args, **kwargs):
             raise SystemExit("worker killed")
 
-        monkeypatch.setattr(notifications, "_finish", die)
+        def die_in_quit(smtp):
+            smtp.close()  # the killed process's socket goes with it
+            die()
+
+        if dies_in == "the SMTP QUIT":
+            monkeypatch.setattr(smtplib.SMTP, "quit", die_in_quit)
+        else:
+            monkeypatch.setattr(notifications, "_finish", die)
         with pytest.raises(SystemExit):
             notifications.deliver(row_id)
         monkeypatch.undo()
