@@ -47,6 +47,26 @@ def _flag(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in _TRUE
 
 
+def engine_options(env, url: str | None) -> dict:
+    """SQLAlchemy's engine options: a pre-ping on checkout, and a pool that keeps a connection for each
+    of a web process's threads (DATABASE_POOL_SIZE, by default GUNICORN_THREADS, else 16).
+
+    SQLAlchemy's default pool keeps 5 and closes every connection above them when it is returned: under
+    load, 16 threads opened and closed connections without pause (PostgreSQL counted 3,800 new sessions
+    in one 70-second webhook benchmark, each a new server process; docs/performance/webhook.md, change
+    -27). The pool only opens what is used, so a worker process still holds one. bench/baseline_app.py
+    uses the same options. Every process may open DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW: count
+    them against PostgreSQL's max_connections (docs/DEPLOY.md)."""
+    options: dict = {"pool_pre_ping": True}
+    if url and url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") == "sqlite:"):
+        return options  # one static connection: no pool to size
+    options["pool_size"] = _int(env, "DATABASE_POOL_SIZE", _int(env, "GUNICORN_THREADS", 16))
+    options["max_overflow"] = _int(env, "DATABASE_MAX_OVERFLOW", 4)
+    if options["pool_size"] < 1 or options["max_overflow"] < 0:
+        raise ConfigError("DATABASE_POOL_SIZE must be at least 1 and DATABASE_MAX_OVERFLOW at least 0")
+    return options
+
+
 def _int(env, name: str, default: int) -> int:
     raw = env.get(name)
     if raw in (None, ""):
@@ -204,7 +224,7 @@ class Config:
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.REMEMBER_COOKIE_SAMESITE = "Strict"
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.SQLALCHEMY_ENGINE_OPTIONS = engine_options(env, self.SQLALCHEMY_DATABASE_URI)
 
         # Dashboard: idle close (0 turns it off) and sign-in throttling (failures per window, in Redis).
         self.IDLE_CLOSE_MINUTES = _int(env, "IDLE_CLOSE_MINUTES", 30)

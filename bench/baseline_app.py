@@ -34,6 +34,8 @@ from sqlalchemy import (
     update,
 )
 
+from acebuddy.config import engine_options
+
 metadata = MetaData()
 messages = Table(
     "bench_baseline", metadata,
@@ -48,7 +50,7 @@ def engine_for(url: str):
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             url = "postgresql+psycopg://" + url[len(prefix):]
-    engine = create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, **engine_options(os.environ, url))
     if url.startswith("sqlite"):
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record):

@@ -116,7 +116,9 @@ def create_baseline_table(database_url: str) -> None:
 class Database:
     """A throw-away database: `url` for DATABASE_URL; dropped by close()."""
 
-    def __init__(self, kind: str, workdir: str, pg_url: str = DEFAULT_PG_URL):
+    def __init__(self, kind: str, workdir: str, pg_url: str = DEFAULT_PG_URL, idle_timeout: float | None = None):
+        """`idle_timeout` (PostgreSQL): its sessions idle this many seconds outside a transaction are
+        closed by the server, so servers that take turns free each other's connections."""
         self.kind = kind
         self._pg_admin = None
         if kind == "sqlite":
@@ -128,6 +130,8 @@ class Database:
             self._pg_admin = _plain_pg(pg_url)
             with psycopg.connect(self._pg_admin, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{self.name}"')
+                if idle_timeout:
+                    conn.execute(f"ALTER DATABASE \"{self.name}\" SET idle_session_timeout = '{int(idle_timeout * 1000)}ms'")
             base = pg_url.rsplit("/", 1)[0]
             self.url = f"{base}/{self.name}"
         else:
@@ -229,6 +233,8 @@ def base_env(database_url: str, redis_url: str, port: int, **extra) -> dict:
         "MAIL_PORT": "1",
         "SUPPORT_TEAM_EMAIL": "support-team@acebuddy.example",
     }
+    # The database pool's size passes through, so that runs can compare sizes (acebuddy.config.engine_options).
+    env.update({k: os.environ[k] for k in ("DATABASE_POOL_SIZE", "DATABASE_MAX_OVERFLOW") if os.environ.get(k)})
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -127,6 +127,13 @@ def loadgen(mode: str, plan: str, url: str, args, tool: str, run_id: str, **extr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# Every server keeps a pooled connection for each of its threads (acebuddy.config.engine_options), and
+# three servers' pools exceed PostgreSQL's default of 100 connections: the benchmark's database closes
+# sessions idle this long, and each run is followed by a pause longer than that, so the next server
+# finds the connections of the one before it gone.
+IDLE_SESSION_TIMEOUT = 2.0
+
+
 def closed(server, label, scenario, plan, args, tool, run_id) -> dict:
     meter = stack.CpuMeter(server.processes).start()
     result = loadgen("closed", plan, server.url + "/webhook/salesiq", args, tool, run_id,
@@ -134,7 +141,7 @@ def closed(server, label, scenario, plan, args, tool, run_id) -> dict:
     result["cpu"] = meter.stop()
     result.update(target=label, scenario=scenario)
     _print_one(result)
-    time.sleep(1)
+    time.sleep(IDLE_SESSION_TIMEOUT + 1)
     return result
 
 
@@ -145,7 +152,7 @@ def open_loop(server, label, plan, args, run_id) -> dict:
     result["cpu"] = meter.stop()
     result.update(target=label, scenario="mixed")
     _print_one(result)
-    time.sleep(1)
+    time.sleep(IDLE_SESSION_TIMEOUT + 1)
     return result
 
 
@@ -162,7 +169,7 @@ def run_database(kind: str, args) -> dict:
     info: dict = {"db": kind}
     tag = f"{kind[0]}{os.getpid()}"
     with stack.workdir(args.keep) as workdir:
-        database = stack.Database(kind, workdir, args.pg_url)
+        database = stack.Database(kind, workdir, args.pg_url, idle_timeout=IDLE_SESSION_TIMEOUT)
         redis = stack.RedisServer(args.redis_url, workdir)
         servers = []
         try:
@@ -205,6 +212,7 @@ def run_database(kind: str, args) -> dict:
             for server, plan in ((acebuddy, plans["mixed"]), (baseline, bare["mixed"])):
                 loadgen("closed", plan, server.url + "/webhook/salesiq", args, tool, f"{tag}-warm{server.port}",
                         concurrency=args.concurrency, duration=args.warmup)
+                time.sleep(IDLE_SESSION_TIMEOUT + 1)
             info["idle_before_pct"] = stack.wait_quiet(args.quiet_wait)
 
             results.append(closed(baseline, "baseline", "insert", bare["mixed"], args, tool, f"{tag}-b1"))

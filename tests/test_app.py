@@ -53,6 +53,29 @@ def test_demo_mode_points_clients_at_the_sandboxes():
     assert config.SALESIQ_API_URL.startswith("http://127.0.0.1:5055/sandbox/salesiq/api/v2/")
 
 
+def test_the_database_pool_keeps_a_connection_for_every_thread(app):
+    """SQLAlchemy's default (5, closed above that on return) made loaded processes reconnect without pause."""
+    from acebuddy.extensions import db
+
+    with app.app_context():
+        pool = db.engine.pool
+        assert pool.size() == 16 and pool._max_overflow == 4
+    assert Config({"GUNICORN_THREADS": "24"}).SQLALCHEMY_ENGINE_OPTIONS == {
+        "pool_pre_ping": True, "pool_size": 24, "max_overflow": 4}
+    options = Config({"GUNICORN_THREADS": "24", "DATABASE_POOL_SIZE": "8", "DATABASE_MAX_OVERFLOW": "0"})
+    assert options.SQLALCHEMY_ENGINE_OPTIONS["pool_size"] == 8 and options.SQLALCHEMY_ENGINE_OPTIONS["max_overflow"] == 0
+    # An in-memory SQLite database is one static connection: no pool arguments, or SQLAlchemy refuses them.
+    assert Config({"DATABASE_URL": "sqlite://"}).SQLALCHEMY_ENGINE_OPTIONS == {"pool_pre_ping": True}
+
+
+@pytest.mark.parametrize("env, message", [({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE"),
+                                          ({"DATABASE_MAX_OVERFLOW": "-1"}, "DATABASE_MAX_OVERFLOW"),
+                                          ({"DATABASE_POOL_SIZE": "many"}, "DATABASE_POOL_SIZE")])
+def test_bad_pool_sizes_are_refused(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(env)
+
+
 def test_security_headers_on_every_page(client):
     response = client.get("/auth/login")
     csp = response.headers["Content-Security-Policy"]
