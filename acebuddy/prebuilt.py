@@ -24,11 +24,17 @@ wait and go at the block's end: on PostgreSQL as one statement, each of them a d
 clause, so a webhook turn's four writes are one statement for the server and one round trip; elsewhere
 one after the other, their parameters converted already (on SQLite the write lock, taken by the first
 of them, is then held for the statements alone). docs/performance/webhook.md, change -25.
+
+On PostgreSQL a prebuilt SELECT sent while its transaction has sent nothing yet goes without the BEGIN
+the driver would put before it, and `together(connection, last=True)` sends what waits without BEGIN when
+it is one statement and nothing was sent before it: that statement is its own transaction, and the
+caller's commit has nothing left to send. A webhook turn that reads its conversation and writes its
+turn is then two round trips, not four (change -28).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, Callable, NamedTuple
@@ -36,15 +42,18 @@ from typing import Any, Callable, NamedTuple
 from sqlalchemy import bindparam, event, func, literal_column, select
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.sql import Select, visitors
+from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.sql.dml import Insert, Update, UpdateBase
 from sqlalchemy.sql.elements import BindParameter
 
 _Processor = Callable[[Any], Any]
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: nothing sent in the connection's transaction
 
 
 # The session's connection, kept in its info from the first `connection(session)` of a transaction to the
@@ -98,6 +107,11 @@ class Prebuilt:
         # Inside `together`: an INSERT or UPDATE that reads nothing back waits; a SELECT, a RETURNING (its
         # caller reads what comes back) or any other statement goes at once.
         self.waits = isinstance(self.statement, (Insert, Update)) and not self.statement.exported_columns
+        # A SELECT that locks nothing and writes nothing (no FOR UPDATE, no data-modifying WITH clause)
+        # needs no transaction of its own.
+        self.reads = (isinstance(self.statement, Select) and self.statement._for_update_arg is None
+                      and not any(isinstance(cte.element, UpdateBase)
+                                  for cte in visitors.iterate(self.statement) if isinstance(cte, CTE)))
 
     def run(self, connection: Connection, parameters: dict | list[dict], *, expect: int | None = None) -> Sent:
         """Execute an INSERT or UPDATE with one set of parameters (a dict), or an INSERT of several rows (a
@@ -136,11 +150,16 @@ class Prebuilt:
         return Sent(rowcount, row)
 
     def first(self, connection: Connection, parameters: dict) -> tuple | None:
-        """A SELECT's first row, its values converted as Core converts them; None when there is none."""
+        """A SELECT's first row, its values converted as Core converts them; None when there is none. Sent
+        before anything else of its transaction, it goes without a BEGIN (`_unbegun`)."""
         held = _HELD.get()
         if held is not None and held.connection is connection:
             _send_held(held)
-        return _send(connection, self._form(connection.dialect, parameters, 1), [parameters]).row
+        form = self._form(connection.dialect, parameters, 1)
+        if self.reads:
+            with _unbegun(connection):
+                return _send(connection, form, [parameters]).row
+        return _send(connection, form, [parameters]).row
 
     def _form(self, dialect: Dialect, first: dict, rows: int) -> _Form:
         key = (dialect.dialect_description, frozenset(first), rows)
@@ -308,13 +327,17 @@ _HELD: ContextVar[_Held | None] = ContextVar("acebuddy_prebuilt_held", default=N
 
 
 @contextmanager
-def together(connection: Connection) -> Iterator[None]:
+def together(connection: Connection, *, last: bool = False) -> Iterator[None]:
     """Hold the statements run on `connection` in this block that read nothing back, and send them at its
     end in their order: on PostgreSQL as one statement, elsewhere one after the other. A statement that
     reads (a SELECT, a RETURNING) sends what waits first. An exception in the block drops what waits:
     the caller rolls its transaction back. What goes another way inside the block (the ORM's flush,
     Core) is sent at once, ahead of what waits: hold only writes that may come after it (the webhook's
-    lines, timeline entries and delivery record after the flush that inserts their conversation)."""
+    lines, timeline entries and delivery record after the flush that inserts their conversation).
+
+    `last`: the caller commits right after the block and writes nothing more. When what waits is one
+    statement and the transaction has sent nothing before it, it goes without BEGIN (`_unbegun`): one
+    statement is atomic on its own, and the commit then has nothing to send."""
     outer = _HELD.get()
     if outer is not None and outer.connection is connection:  # inside one already: the outer one sends
         yield
@@ -323,9 +346,35 @@ def together(connection: Connection) -> Iterator[None]:
     token = _HELD.set(held)
     try:
         yield
-        _send_held(held)
+        _send_held(held, last=last)
     finally:
         _HELD.reset(token)
+
+
+@contextmanager
+def _unbegun(connection: Connection) -> Iterator[None]:
+    """On PostgreSQL (psycopg), while the connection's transaction has sent nothing: the block's statements
+    go in autocommit, without the BEGIN the driver sends before a transaction's first statement, each
+    its own transaction. For a read (at READ COMMITTED, the only level used, a transaction gives each
+    statement its own snapshot anyway) and for one statement that is all a transaction writes. The
+    driver's transaction stays unbegun afterwards: the next statement begins it as usual, and a commit
+    or rollback with nothing begun sends nothing. Elsewhere, or once something was sent, a no-op."""
+    if connection.dialect.driver != "psycopg":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    if driver.autocommit or driver.info.transaction_status != _IDLE:
+        yield
+        return
+    driver.autocommit = True
+    try:
+        yield
+    finally:
+        try:
+            driver.autocommit = False
+        except Exception:
+            # A connection that broke during the block: never back to the pool in autocommit.
+            connection.invalidate()
 
 
 # Dialects that run INSERT and UPDATE inside WITH (SQLite and MySQL do not). Combined statements are
@@ -336,25 +385,37 @@ _COMBINED_LIMIT = 256
 _combined: dict[tuple, Prebuilt] = {}
 
 
-def _send_held(held: _Held) -> None:
+def _send_held(held: _Held, *, last: bool = False) -> None:
     parts = held.parts[:]
     if not parts:
         return
     held.parts.clear()
     connection = held.connection
     combined = _combined_statement(connection.dialect, parts) if len(parts) > 1 else None
-    if combined is None:
-        counts = [_send_values(connection, part.form, _convert(part.form, part.rows) if part.values is None
-                               else part.values).rowcount for part in parts]
+    if combined is not None:
+        # Its own transaction when it is the last (`together`): it checks its row counts itself.
+        with _unbegun(connection) if last else nullcontext():
+            try:
+                counts = combined.first(connection, _flattened(parts))
+            except DataError as error:
+                if getattr(error.orig, "sqlstate", None) != _DIVISION_BY_ZERO:
+                    raise
+                wrong = ", ".join(f"{part.prebuilt.statement.table.name}: the rows changed were not the {part.expect} expected"
+                                  for part in parts if part.expect is not None)
+                raise StaleDataError(wrong) from None
     else:
-        counts = combined.first(connection, _flattened(parts))
+        # One statement alone is atomic too, but its row count is checked here, after it went.
+        alone = last and len(parts) == 1 and parts[0].expect is None
+        with _unbegun(connection) if alone else nullcontext():
+            counts = [_send_values(connection, part.form, _convert(part.form, part.rows) if part.values is None
+                                   else part.values).rowcount for part in parts]
     for part, count in zip(parts, counts):
         if part.expect is not None:
             _check(part.prebuilt, part.expect, count)
 
 
 def _shape(part: _Part) -> tuple:
-    return part.prebuilt, frozenset(part.rows[0]), len(part.rows)
+    return part.prebuilt, frozenset(part.rows[0]), len(part.rows), part.expect
 
 
 def _combined_statement(dialect: Dialect, parts: list[_Part]) -> Prebuilt | None:
@@ -368,9 +429,22 @@ def _combined_statement(dialect: Dialect, parts: list[_Part]) -> Prebuilt | None
     if found is None and len(_combined) < _COMBINED_LIMIT:
         clauses = [_prefixed(_explicit(part), f"p{n}_").returning(literal_column("1")).cte(f"w{n}")
                    for n, part in enumerate(parts)]
-        found = _combined[key] = Prebuilt(select(*[select(func.count()).select_from(clause).scalar_subquery()
-                                                   for clause in clauses]))
+        found = _combined[key] = Prebuilt(select(*[select(_counted(part.expect)).select_from(clause).scalar_subquery()
+                                                   for clause, part in zip(clauses, parts)]))
     return found
+
+
+# SQLSTATE 22012. PostgreSQL's SQL has no RAISE outside PL/pgSQL: a part that must change `expect` rows
+# divides its count by (count = expect), so a wrong count fails the whole statement, every clause with
+# it, before anything is committed, even when the statement is its own transaction (`together`, `last`).
+# (Not a constant: a constant 1/0 would fail when the statement is planned, whatever the counts.)
+_DIVISION_BY_ZERO = "22012"
+
+
+def _counted(expect: int | None):
+    if expect is None:
+        return func.count()
+    return literal_column(f"count(*) / (count(*) = {int(expect)})::int")
 
 
 def _explicit(part: _Part) -> UpdateBase:

@@ -336,7 +336,8 @@ def test_an_update_that_finds_no_row_fails_at_the_blocks_end(app_ctx):
     connection = db.session.connection()
     writes = _turn_writes(conv_id, "together-3")
     statement, parameters, _ = writes[2]
-    with pytest.raises(StaleDataError, match="0 rows changed where 1 were expected"):
+    # PostgreSQL's combined statement checks its counts itself and fails whole (prebuilt._counted).
+    with pytest.raises(StaleDataError, match="conversation: .*1 (were )?expected"):
         with together(connection):
             writes[0][0].run(connection, writes[0][1])
             statement.run(connection, {**parameters, "pk": conv_id + 99}, expect=1)
@@ -409,3 +410,93 @@ def test_the_combined_statement_for_postgresql(monkeypatch):
     assert prebuilt._combined_statement(dialect, parts) is None
     from sqlalchemy.dialects import sqlite
     assert prebuilt._combined_statement(sqlite.dialect(), parts) is None
+
+
+# On PostgreSQL, statements sent before anything else of their transaction go without BEGIN (prebuilt._unbegun).
+
+def _committed_lines(conv_id: int) -> int:
+    """The conversation's lines as another connection sees them: only what is committed."""
+    with db.engine.connect() as other:
+        return other.scalar(select(func.count()).select_from(Message.__table__)
+                            .where(Message.__table__.c.conversation_id == conv_id))
+
+
+def _fresh_transaction() -> int:
+    """A conversation's id, and a session whose next transaction has sent nothing yet (reading the id
+    after the commit began one)."""
+    conv_id = _conversation()
+    db.session.commit()
+    return conv_id
+
+
+def _begun(connection: Connection) -> bool | None:
+    """Whether the driver has begun the connection's transaction (None: not psycopg)."""
+    if connection.dialect.driver != "psycopg":
+        return None
+    driver = connection.connection.driver_connection
+    assert not driver.autocommit  # never left in autocommit after a statement
+    return driver.info.transaction_status != 0
+
+
+def test_a_read_sent_first_begins_no_transaction_and_a_write_does(app_ctx):
+    conv_id = _fresh_transaction()
+    connection = db.session.connection()
+    count = Prebuilt(select(func.count()).select_from(Message.__table__)
+                     .where(Message.__table__.c.conversation_id == bindparam("pk")))
+    assert count.first(connection, {"pk": conv_id}) == (0,)
+    assert _begun(connection) in (None, False)
+    lines, rows, _ = _turn_writes(conv_id, "unbegun-1")[0]
+    lines.run(connection, rows)
+    assert _begun(connection) in (None, True)
+    assert count.first(connection, {"pk": conv_id}) == (2,)  # inside the transaction now
+    assert _committed_lines(conv_id) == 0
+    db.session.rollback()
+    assert _counts(conv_id) == (0, 0, 0)
+    # A locking read, or one with a data-modifying WITH clause, is no plain read.
+    assert not Prebuilt(select(Message.__table__).with_for_update()).reads
+    assert not Prebuilt(select(func.count()).select_from(insert(Message.__table__).returning(Message.id).cte())).reads
+
+
+def test_the_last_statement_of_a_transaction_is_its_own_on_postgresql(app_ctx):
+    """`together(last=True)` with nothing sent before: on PostgreSQL the one statement commits itself
+    (another connection sees its rows before the session commits, and the commit sends nothing);
+    elsewhere the transaction is as before. The rows are the same either way."""
+    conv_id = _fresh_transaction()
+    connection = db.session.connection()
+    with together(connection, last=True):
+        for statement, parameters, expect in _turn_writes(conv_id, "unbegun-2"):
+            statement.run(connection, parameters, expect=expect)
+    postgresql = connection.dialect.driver == "psycopg"
+    assert _committed_lines(conv_id) == (2 if postgresql else 0)
+    assert _begun(connection) in (None, False)
+    db.session.commit()
+    assert _counts(conv_id) == (2, 1, 1) and _committed_lines(conv_id) == 2
+
+
+def test_after_a_write_the_last_statement_stays_in_the_transaction(app_ctx):
+    conv_id = _fresh_transaction()
+    connection = db.session.connection()
+    writes = _turn_writes(conv_id, "unbegun-3")
+    writes[0][0].run(connection, writes[0][1])  # sent at once: the transaction has begun
+    with together(connection, last=True):
+        for statement, parameters, expect in writes[1:]:
+            statement.run(connection, parameters, expect=expect)
+    assert _committed_lines(conv_id) == 0
+    db.session.rollback()
+    assert _counts(conv_id) == (0, 0, 0)
+
+
+def test_a_wrong_count_fails_the_last_statement_whole(app_ctx):
+    """The UPDATE finds no row: on PostgreSQL the statement, its own transaction, fails before anything
+    of it is committed; nothing of the turn is stored on either database."""
+    conv_id = _fresh_transaction()
+    connection = db.session.connection()
+    writes = _turn_writes(conv_id, "unbegun-4")
+    with pytest.raises(StaleDataError, match="conversation: "):
+        with together(connection, last=True):
+            for statement, parameters, expect in writes:
+                if expect is not None:
+                    parameters = {**parameters, "pk": conv_id + 99}
+                statement.run(connection, parameters, expect=expect)
+    db.session.rollback()
+    assert _counts(conv_id) == (0, 0, 0) and _committed_lines(conv_id) == 0

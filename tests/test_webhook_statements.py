@@ -29,11 +29,14 @@ class Statements:
         self.sent: list[list[str]] = []
         self.last: list[list[str]] = []
         self.commits = 0
+        self.begun: list[bool] = []
         event.listen(engine, "before_cursor_execute", self._record)
         event.listen(engine, "commit", self._commit)
 
-    def _commit(self, _conn):
+    def _commit(self, conn):
         self.commits += 1
+        if conn.dialect.driver == "psycopg":  # whether the commit has a transaction to end (prebuilt._unbegun)
+            self.begun.append(conn.connection.driver_connection.info.transaction_status != 0)
 
     def _record(self, _conn, _cursor, statement, _params, _context, _many):
         verb = statement.split(None, 1)[0].upper()
@@ -93,7 +96,8 @@ def test_a_knowledge_turn_is_one_look_up_and_one_write_a_table(client, statement
 
 def test_on_postgresql_a_turns_writes_are_one_statement(client, statements):
     """prebuilt.together: the lines, the timeline entry, the conversation's UPDATE and the delivery record
-    go as one statement on PostgreSQL (one WITH clause each), one after the other elsewhere."""
+    go as one statement on PostgreSQL (one WITH clause each), one after the other elsewhere. On
+    PostgreSQL the look-up and that statement go without BEGIN and COMMIT (prebuilt._unbegun)."""
     chat = Chat(client, "stmt-together")
     chat.say("how do I connect to the VPN?")
     chat.say("Yes")
@@ -101,6 +105,8 @@ def test_on_postgresql_a_turns_writes_are_one_statement(client, statements):
     assert statements.after(chat, "how long do you keep my backups for?") == [LOOK_UP, *writes]
     if statements.engine.dialect.name == "postgresql":
         assert statements.last == [[LOOK_UP], writes]
+        # Neither went in a transaction of its own making: no BEGIN, and a commit with nothing to end.
+        assert statements.begun[-1] is False
     else:
         assert statements.last == [[LOOK_UP], *([write] for write in writes)]
 

@@ -70,8 +70,9 @@ def _commit_turn(conv: Conversation | None, key: str | None, body: dict, *, keep
     otherwise (a ticket filed, a customer verified) the ORM's flush writes everything."""
     session = db.session()
     turn_connection = connection(session)
-    # The writes go together at the block's end (PostgreSQL: as one statement; prebuilt.together).
-    with together(turn_connection):
+    # The writes go together at the block's end (PostgreSQL: as one statement; prebuilt.together), and
+    # the commit follows at once: `last`, so that one statement alone goes as its own transaction.
+    with together(turn_connection, last=True):
         if conv is None or not conversations.write_changes(conv):
             session.flush()
         if key:
