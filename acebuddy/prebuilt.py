@@ -54,6 +54,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 _Processor = Callable[[Any], Any]
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: nothing sent in the connection's transaction
+_UNBEGUN_DRIVER = "psycopg"  # the driver whose transactions `_unbegun` knows how to leave unbegun
 
 
 # The session's connection, kept in its info from the first `connection(session)` of a transaction to the
@@ -156,7 +157,7 @@ class Prebuilt:
         if held is not None and held.connection is connection:
             _send_held(held)
         form = self._form(connection.dialect, parameters, 1)
-        if self.reads:
+        if self.reads and connection.dialect.driver == _UNBEGUN_DRIVER:  # the test first: SQLite's hot path
             with _unbegun(connection):
                 return _send(connection, form, [parameters]).row
         return _send(connection, form, [parameters]).row
@@ -359,7 +360,7 @@ def _unbegun(connection: Connection) -> Iterator[None]:
     statement its own snapshot anyway) and for one statement that is all a transaction writes. The
     driver's transaction stays unbegun afterwards: the next statement begins it as usual, and a commit
     or rollback with nothing begun sends nothing. Elsewhere, or once something was sent, a no-op."""
-    if connection.dialect.driver != "psycopg":
+    if connection.dialect.driver != _UNBEGUN_DRIVER:
         yield
         return
     driver = connection.connection.driver_connection
