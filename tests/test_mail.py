@@ -38,6 +38,13 @@ def make_ticket(priority="Medium", name=HOSTILE, workflow="printer_issue", statu
     return request
 
 
+def queued(kind: str, **ticket) -> Notification:
+    """A ticket's notifications queued and committed; the row of `kind`."""
+    notifications.queue_ticket_notifications(make_ticket(**ticket))
+    db.session.commit()
+    return db.session.scalar(select(Notification).where(Notification.kind == kind))
+
+
 @pytest.mark.parametrize("kind", ["ticket_customer", "ticket_support", "ticket_poc", "escalation_support",
                                   "ticket_failed_support"])
 def test_every_template_escapes_customer_text_in_html(mail_app, kind):
@@ -128,10 +135,7 @@ def test_ticket_notifications_are_delivered_once_over_smtp(mail_app, smtp_server
 def test_refused_address_is_recorded_not_retried(mail_app, smtp_server):
     smtp_server.refuse["pat@example.com"] = "550 5.1.1 No such user"
     with mail_app.app_context():
-        request = make_ticket()
-        notifications.queue_ticket_notifications(request)
-        db.session.commit()
-        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_customer"))
+        row = queued("ticket_customer")
         assert notifications.deliver(row.id) == "failed"
         row = db.session.get(Notification, row.id)
         assert row.state == "failed" and "550" in row.last_error and row.attempts == 1
@@ -140,10 +144,7 @@ def test_refused_address_is_recorded_not_retried(mail_app, smtp_server):
 def test_smtp_down_is_retried_later(mail_app, smtp_server):
     smtp_server.stop()
     with mail_app.app_context():
-        request = make_ticket()
-        notifications.queue_ticket_notifications(request)
-        db.session.commit()
-        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_support"))
+        row = queued("ticket_support")
         assert notifications.deliver(row.id) == "retry"
         row = db.session.get(Notification, row.id)
         assert row.state == "pending" and row.attempts == 1 and "SMTP" in row.last_error
@@ -155,10 +156,7 @@ def test_a_server_gone_after_accepting_the_message_does_not_get_it_again(mail_ap
     outage beginning between the two): the message is delivered, not retried."""
     smtp_server.drop_on_quit = True
     with mail_app.app_context():
-        request = make_ticket(name="John Doe")
-        notifications.queue_ticket_notifications(request)
-        db.session.commit()
-        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_customer"))
+        row = queued("ticket_customer", name="John Doe")
         assert notifications.deliver(row.id) == "sent"
         row = db.session.get(Notification, row.id)
         assert row.state == "sent" and row.attempts == 1 and row.sent_via == "smtp"
@@ -171,10 +169,7 @@ def test_a_recipient_deferred_with_4xx_is_retried_and_quit_does_not_hide_it(mail
     smtp_server.refuse["support-team@acebuddy.example"] = "451 4.3.0 Try again later"
     smtp_server.drop_on_quit = True
     with mail_app.app_context():
-        request = make_ticket()
-        notifications.queue_ticket_notifications(request)
-        db.session.commit()
-        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_support"))
+        row = queued("ticket_support")
         assert notifications.deliver(row.id) == "retry"
         assert "451" in db.session.get(Notification, row.id).last_error
         assert smtp_server.messages == []
@@ -185,10 +180,7 @@ def test_a_message_accepted_before_its_worker_died_is_not_sent_again(mail_app, s
     """The SMTP server accepted the message, then the worker died before the row was marked sent (the
     soak's duplicate): after the lease, the next claim finds the hand-over mark and does not resend."""
     with mail_app.app_context():
-        request = make_ticket(name="John Doe")
-        notifications.queue_ticket_notifications(request)
-        db.session.commit()
-        row_id = db.session.scalar(select(Notification.id).where(Notification.kind == "ticket_customer"))
+        row_id = queued("ticket_customer", name="John Doe").id
 
         def die(*args, **kwargs):
             raise SystemExit("worker killed")
@@ -221,10 +213,7 @@ def test_a_message_accepted_before_its_worker_died_is_not_sent_again(mail_app, s
 def test_without_the_mark_a_lost_send_is_retried(mail_app, smtp_server):
     """A worker that died before the SMTP server accepted anything: the next claim sends."""
     with mail_app.app_context():
-        request = make_ticket(name="John Doe")
-        notifications.queue_ticket_notifications(request)
-        db.session.commit()
-        row = db.session.scalar(select(Notification).where(Notification.kind == "ticket_customer"))
+        row = queued("ticket_customer", name="John Doe")
         row.state, row.attempts = "sending", 1
         row.updated_at = clock.now() - timedelta(seconds=notifications.sending_lease() + 1)
         db.session.commit()
