@@ -29,7 +29,7 @@ On PostgreSQL a prebuilt SELECT sent while its transaction has sent nothing yet 
 the driver would put before it, and `together(connection, last=True)` sends what waits without BEGIN when
 it is one statement and nothing was sent before it: that statement is its own transaction, and the
 caller's commit has nothing left to send. A webhook turn that reads its conversation and writes its
-turn is then two round trips, not four (change -28).
+turn then sends its two statements alone: no BEGIN before them, no COMMIT after (change -28).
 """
 from __future__ import annotations
 
@@ -401,9 +401,9 @@ def _send_held(held: _Held, *, last: bool = False) -> None:
             except DataError as error:
                 if getattr(error.orig, "sqlstate", None) != _DIVISION_BY_ZERO:
                     raise
-                wrong = ", ".join(f"{part.prebuilt.statement.table.name}: the rows changed were not the {part.expect} expected"
-                                  for part in parts if part.expect is not None)
-                raise StaleDataError(wrong) from None
+                raise StaleDataError(", ".join(
+                    f"{part.prebuilt.statement.table.name}: the rows changed were not the {part.expect} expected"
+                    for part in parts if part.expect is not None)) from None
     else:
         # One statement alone is atomic too, but its row count is checked here, after it went.
         alone = last and len(parts) == 1 and parts[0].expect is None
@@ -430,8 +430,9 @@ def _combined_statement(dialect: Dialect, parts: list[_Part]) -> Prebuilt | None
     if found is None and len(_combined) < _COMBINED_LIMIT:
         clauses = [_prefixed(_explicit(part), f"p{n}_").returning(literal_column("1")).cte(f"w{n}")
                    for n, part in enumerate(parts)]
-        found = _combined[key] = Prebuilt(select(*[select(_counted(part.expect)).select_from(clause).scalar_subquery()
-                                                   for clause, part in zip(clauses, parts)]))
+        counts = [select(_counted(part.expect)).select_from(clause).scalar_subquery()
+                  for clause, part in zip(clauses, parts)]
+        found = _combined[key] = Prebuilt(select(*counts))
     return found
 
 

@@ -131,7 +131,8 @@ class Database:
             with psycopg.connect(self._pg_admin, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{self.name}"')
                 if idle_timeout:
-                    conn.execute(f"ALTER DATABASE \"{self.name}\" SET idle_session_timeout = '{int(idle_timeout * 1000)}ms'")
+                    milliseconds = int(idle_timeout * 1000)
+                    conn.execute(f"ALTER DATABASE \"{self.name}\" SET idle_session_timeout = '{milliseconds}ms'")
             base = pg_url.rsplit("/", 1)[0]
             self.url = f"{base}/{self.name}"
         else:
