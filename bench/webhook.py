@@ -18,7 +18,10 @@ none answers). Then, one after the other on the same machine:
             on the mixed plan): how close to the goal a turn's database work alone allows.
 
 and for each: a warm-up (discarded), the closed loop at --concurrency chats (default 50) for each
-scenario, and the open loop at --rate messages a second (default 100). The load generator is
+scenario, and the open loop at --rate messages a second (default 100). The closed loop runs the baseline,
+then AceBuddy's scenarios and the baseline again, --rounds times (default 1); each scenario's "vs base"
+is against the baseline runs just before and after it, and with several rounds a last line gives each
+scenario's ratios and their median. The load generator is
 bench/loadgen.py in its own process (wrk for the closed loop when installed, unless --loadgen python).
 
 Scenarios, every chat under its own conversation id, every message its own request id:
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -215,10 +219,14 @@ def run_database(kind: str, args) -> dict:
                 time.sleep(IDLE_SESSION_TIMEOUT + 1)
             info["idle_before_pct"] = stack.wait_quiet(args.quiet_wait)
 
-            results.append(closed(baseline, "baseline", "insert", bare["mixed"], args, tool, f"{tag}-b1"))
-            for scenario in args.scenarios:
-                results.append(closed(acebuddy, "acebuddy", scenario, plans[scenario], args, tool, f"{tag}-{scenario}"))
-            results.append(closed(baseline, "baseline", "insert", bare["mixed"], args, tool, f"{tag}-b2"))
+            # Baseline, AceBuddy's scenarios, baseline, ... (--rounds times): each scenario is compared with
+            # the baselines just before and just after it, so a drift of the machine's speed touches both.
+            results.append(closed(baseline, "baseline", "insert", bare["mixed"], args, tool, f"{tag}-b0"))
+            for n in range(1, args.rounds + 1):
+                for scenario in args.scenarios:
+                    results.append(closed(acebuddy, "acebuddy", scenario, plans[scenario], args, tool,
+                                          f"{tag}-{scenario}{n}"))
+                results.append(closed(baseline, "baseline", "insert", bare["mixed"], args, tool, f"{tag}-b{n}"))
             if args.open_duration > 0:
                 results.append(open_loop(acebuddy, "acebuddy", plans["mixed"], args, f"{tag}-ao"))
                 results.append(open_loop(baseline, "baseline", bare["mixed"], args, f"{tag}-bo"))
@@ -243,16 +251,45 @@ def _row_counts(url: str) -> dict:
     return counts
 
 
+def ratios(results: list[dict]) -> list[float | None]:
+    """For each closed-loop run of AceBuddy or the floor, its throughput against the mean of the baseline
+    runs just before and just after it (the floor, after the last baseline: against the mean of all)."""
+    closed_bases = [(i, r["throughput_rps"]) for i, r in enumerate(results)
+                    if r["target"] == "baseline" and r["mode"] == "closed"]
+    overall = sum(b for _, b in closed_bases) / len(closed_bases) if closed_bases else None
+    out: list[float | None] = []
+    for i, r in enumerate(results):
+        if r["target"] == "baseline" or r["mode"] != "closed":
+            out.append(None)
+            continue
+        before = [b for j, b in closed_bases if j < i][-1:]
+        after = [b for j, b in closed_bases if j > i][:1]
+        base = sum(before + after) / len(before + after) if before and after else overall
+        out.append(r["throughput_rps"] / base if base else None)
+    return out
+
+
+def summary(infos: list[dict]) -> str:
+    """Per database and scenario: each round's ratio and their median (with --rounds above 1)."""
+    lines = []
+    for info in infos:
+        by_scenario: dict[str, list[float]] = {}
+        for r, ratio in zip(info["results"], ratios(info["results"])):
+            if r["target"] == "acebuddy" and ratio is not None:
+                by_scenario.setdefault(r["scenario"], []).append(ratio)
+        for scenario, values in by_scenario.items():
+            if len(values) > 1:
+                rounds = ", ".join(f"{100 * v:.0f} %" for v in values)
+                lines.append(f"{info['db']:8} {scenario:9} rounds {rounds}; median {100 * statistics.median(values):.0f} %")
+    return "\n".join(lines)
+
+
 def report(infos: list[dict], args) -> str:
     rows = []
     for info in infos:
-        bases = [r["throughput_rps"] for r in info["results"] if r["target"] == "baseline" and r["mode"] == "closed"]
-        base = sum(bases) / len(bases) if bases else None
-        for r in info["results"]:
+        for r, share in zip(info["results"], ratios(info["results"])):
             lat = r["latency"]
-            ratio = ""
-            if r["target"] != "baseline" and r["mode"] == "closed" and base:
-                ratio = f"{100 * r['throughput_rps'] / base:.0f} %"
+            ratio = "" if share is None else f"{100 * share:.0f} %"
             cpu = r.get("cpu", {})
             per_msg = (1000 * cpu["server_cpu_s"] / r["requests"]) if r.get("requests") and cpu else None
             rows.append([info["db"], r["target"], r["mode"], r["scenario"], r["throughput_rps"], ratio,
@@ -269,6 +306,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="threads per worker (default: gunicorn.conf.py's)")
     parser.add_argument("--concurrency", type=int, default=50, help="chats at once in the closed loop")
     parser.add_argument("--duration", type=float, default=20, help="seconds per closed-loop scenario")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="closed-loop rounds, each AceBuddy's scenarios followed by a baseline run")
     parser.add_argument("--warmup", type=float, default=8, help="seconds of discarded load first")
     parser.add_argument("--rate", type=float, default=100, help="messages a second in the open loop")
     parser.add_argument("--chats", type=int, default=100, help="chats in the open loop (each rate/chats msg/s)")
@@ -282,6 +321,8 @@ def main(argv=None) -> None:
                         help="wait up to this many seconds for the machine to be idle before measuring")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite file)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     args.workers = args.workers or _conf("workers")
     args.threads = args.threads or _conf("threads")
@@ -302,6 +343,9 @@ def main(argv=None) -> None:
         print(f"  wrote {os.path.relpath(path, stack.ROOT)}")
     print()
     print(report(infos, args))
+    rounds = summary(infos)
+    if rounds:
+        print(rounds)
 
 
 def _conf(name: str) -> int:
