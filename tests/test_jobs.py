@@ -13,6 +13,33 @@ def test_a_waiting_job_is_queued(app_ctx):
     assert not jobs.is_queued(jobs.deliver_notification, 42, started_grace=60)  # never enqueued
 
 
+def test_a_job_is_queued_or_scheduled_in_one_multi_exec(app_ctx, monkeypatch):
+    """RQ's enqueue, given the pipeline, adds everything to it: the queue's name in RQ's set of queues,
+    the job, and its place in the queue (or in the scheduled registry), sent at once."""
+    import redis
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+
+    sent = []
+    execute = redis.client.Pipeline.execute
+
+    def counted(pipe, *args, **kwargs):
+        sent.append(len(pipe.command_stack))
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
+    now = jobs.enqueue(jobs.deliver_notification, 51)
+    later = jobs.enqueue(jobs.deliver_notification, 52, at=clock.now() + timedelta(minutes=5))
+    monkeypatch.undo()
+    assert len(sent) == 2 and all(n >= 3 for n in sent)
+    queue = jobs.get_queue()
+    assert now.id in queue.get_job_ids() and queue in Queue.all(connection=queue.connection)
+    assert later.id in ScheduledJobRegistry(queue=queue).get_job_ids()
+    assert later.id not in queue.get_job_ids()
+    assert jobs.is_queued(jobs.deliver_notification, 51, started_grace=60)
+    assert jobs.is_queued(jobs.deliver_notification, 52, started_grace=60)
+
+
 def test_a_job_taken_off_the_queue_by_a_dead_worker_is_lost_after_the_grace(app_ctx, monkeypatch):
     """RQ moves a job to its intermediate list as a worker takes it; a worker killed right then leaves it
     "queued" in no queue. It must count as lost (and be queued again), not wait for RQ's maintenance."""
