@@ -54,7 +54,6 @@ from sqlalchemy.sql.elements import BindParameter
 
 _Processor = Callable[[Any], Any]
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: nothing sent in the connection's transaction
-_UNBEGUN_DRIVER = "psycopg"  # the driver whose transactions `_unbegun` knows how to leave unbegun
 
 
 # The session's connection, kept in its info from the first `connection(session)` of a transaction to the
@@ -157,10 +156,8 @@ class Prebuilt:
         if held is not None and held.connection is connection:
             _send_held(held)
         form = self._form(connection.dialect, parameters, 1)
-        if self.reads and connection.dialect.driver == _UNBEGUN_DRIVER:  # the test first: SQLite's hot path
-            with _unbegun(connection):
-                return _send(connection, form, [parameters]).row
-        return _send(connection, form, [parameters]).row
+        with _unbegun(connection) if self.reads else _AS_IS:
+            return _send(connection, form, [parameters]).row
 
     def _form(self, dialect: Dialect, first: dict, rows: int) -> _Form:
         key = (dialect.dialect_description, frozenset(first), rows)
@@ -352,21 +349,27 @@ def together(connection: Connection, *, last: bool = False) -> Iterator[None]:
         _HELD.reset(token)
 
 
-@contextmanager
-def _unbegun(connection: Connection) -> Iterator[None]:
-    """On PostgreSQL (psycopg), while the connection's transaction has sent nothing: the block's statements
-    go in autocommit, without the BEGIN the driver sends before a transaction's first statement, each
-    its own transaction. For a read (at READ COMMITTED, the only level used, a transaction gives each
-    statement its own snapshot anyway) and for one statement that is all a transaction writes. The
-    driver's transaction stays unbegun afterwards: the next statement begins it as usual, and a commit
-    or rollback with nothing begun sends nothing. Elsewhere, or once something was sent, a no-op."""
-    if connection.dialect.driver != _UNBEGUN_DRIVER:
-        yield
-        return
+_AS_IS = nullcontext()  # reusable: the block runs as it would
+
+
+def _unbegun(connection: Connection):
+    """On PostgreSQL (psycopg), while the connection's transaction has sent nothing: a context whose
+    statements go in autocommit, without the BEGIN the driver sends before a transaction's first
+    statement, each its own transaction. For a read (at READ COMMITTED, the only level used, a
+    transaction gives each statement its own snapshot anyway) and for one statement that is all a
+    transaction writes. The driver's transaction stays unbegun afterwards: the next statement begins it
+    as usual, and a commit or rollback with nothing begun sends nothing. Elsewhere, or once something
+    was sent, `_AS_IS` (no generator made on SQLite's hot path)."""
+    if connection.dialect.driver != "psycopg":
+        return _AS_IS
     driver = connection.connection.driver_connection
     if driver.autocommit or driver.info.transaction_status != _IDLE:
-        yield
-        return
+        return _AS_IS
+    return _autocommitted(connection, driver)
+
+
+@contextmanager
+def _autocommitted(connection: Connection, driver) -> Iterator[None]:
     driver.autocommit = True
     try:
         yield
@@ -395,7 +398,7 @@ def _send_held(held: _Held, *, last: bool = False) -> None:
     combined = _combined_statement(connection.dialect, parts) if len(parts) > 1 else None
     if combined is not None:
         # Its own transaction when it is the last (`together`): it checks its row counts itself.
-        with _unbegun(connection) if last else nullcontext():
+        with _unbegun(connection) if last else _AS_IS:
             try:
                 counts = combined.first(connection, _flattened(parts))
             except DataError as error:
@@ -407,7 +410,7 @@ def _send_held(held: _Held, *, last: bool = False) -> None:
     else:
         # One statement alone is atomic too, but its row count is checked here, after it went.
         alone = last and len(parts) == 1 and parts[0].expect is None
-        with _unbegun(connection) if alone else nullcontext():
+        with _unbegun(connection) if alone else _AS_IS:
             counts = [_send_values(connection, part.form, _convert(part.form, part.rows) if part.values is None
                                    else part.values).rowcount for part in parts]
     for part, count in zip(parts, counts):
